@@ -1,0 +1,58 @@
+# Barfinex Notifier. `make run` starts a local stack; `make test` runs every
+# test and static check. Tools are pinned here and built into bin/.
+
+TEMPORAL_CLI_VERSION  := v1.5.1
+STATICCHECK_VERSION   := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
+
+BIN := $(CURDIR)/bin
+export GOBIN := $(BIN)
+
+# Packages whose tests run goroutines against each other get the race
+# detector; the rest run without it, which keeps `make test` quick.
+RACE_PKGS := ./activities/... ./apiserver/... ./sqlstore/... ./cmd/...
+
+.PHONY: run build test lint unit tools clean
+
+## run: start a Temporal dev server, the API and a worker (Ctrl-C stops all)
+run: build $(BIN)/temporal
+	@./scripts/run
+
+## build: build bin/notifier
+build:
+	go build -o $(BIN)/notifier ./cmd/notifier
+
+## test: static checks, then every test (a real Temporal dev server included)
+test: lint unit
+
+lint: $(BIN)/staticcheck $(BIN)/workflowcheck
+	go vet ./...
+	$(BIN)/staticcheck ./...
+	$(BIN)/workflowcheck ./workflows/...
+
+unit: $(BIN)/temporal
+	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 -race $(RACE_PKGS)
+	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 \
+		$(filter-out $(shell go list $(RACE_PKGS)),$(shell go list ./...))
+
+tools: $(BIN)/temporal $(BIN)/staticcheck $(BIN)/workflowcheck
+
+# Each tool is rebuilt when its pinned version changes.
+$(BIN)/temporal: $(BIN)/.temporal-$(TEMPORAL_CLI_VERSION)
+$(BIN)/.temporal-$(TEMPORAL_CLI_VERSION):
+	@echo "building the Temporal CLI $(TEMPORAL_CLI_VERSION) (a few minutes the first time)"
+	go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+	@rm -f $(BIN)/.temporal-* && touch $@
+
+$(BIN)/staticcheck: $(BIN)/.staticcheck-$(STATICCHECK_VERSION)
+$(BIN)/.staticcheck-$(STATICCHECK_VERSION):
+	go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@rm -f $(BIN)/.staticcheck-* && touch $@
+
+$(BIN)/workflowcheck: $(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION)
+$(BIN)/.workflowcheck-$(WORKFLOWCHECK_VERSION):
+	go install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+	@rm -f $(BIN)/.workflowcheck-* && touch $@
+
+clean:
+	rm -rf $(BIN)

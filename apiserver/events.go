@@ -1,0 +1,171 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/workflows"
+)
+
+type eventRequest struct {
+	ID        string             `json:"id"`
+	Type      notifier.EventType `json:"type"`
+	Timestamp *string            `json:"timestamp"`
+	Data      json.RawMessage    `json:"data"`
+}
+
+func (s *Server) publishEvent(c *gin.Context) {
+	var req eventRequest
+	// Room around the data for the other fields.
+	if err := decode(c, &req, s.cfg.MaxEventBytes+4<<10); err != nil {
+		writeError(c, err)
+		return
+	}
+	if int64(len(req.Data)) > s.cfg.MaxEventBytes {
+		writeError(c, notifier.Errorf(notifier.ETOOLARGE, "data exceeds %d bytes", s.cfg.MaxEventBytes))
+		return
+	}
+	if req.Type == notifier.EventPing {
+		writeError(c, notifier.Invalid("type", "ping events are sent by POST /v1/webhooks/{id}/ping"))
+		return
+	}
+	var ts time.Time
+	if req.Timestamp != nil {
+		var err error
+		if ts, err = time.Parse(time.RFC3339Nano, *req.Timestamp); err != nil {
+			writeError(c, notifier.Invalid("timestamp", "must be an RFC 3339 time, like 2026-03-27T12:00:00.000Z"))
+			return
+		}
+	}
+	ev, err := notifier.NewEvent(req.ID, req.Type, ts, req.Data, s.now())
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	body, err := ev.Envelope()
+	if err != nil {
+		s.fail(c, "publish event", err)
+		return
+	}
+
+	ctx := c.Request.Context()
+	stored, created, err := s.store.CreateEvent(ctx, ev, body)
+	if err != nil {
+		s.fail(c, "publish event", err)
+		return
+	}
+	if !created && !stored.SameContent(ev) {
+		writeError(c, notifier.Errorf(notifier.ECONFLICT,
+			"event id %q was already published with other content", ev.ID))
+		return
+	}
+
+	// The event workflow's id follows from the event's, so a repeated
+	// publish finds the first one instead of fanning out again.
+	_, err = s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    workflows.EventWorkflowID(stored.ID),
+		TaskQueue:             s.cfg.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:         string(stored.Type) + " " + stored.ID,
+	}, workflows.EventWorkflow, workflows.EventInput{
+		EventID: stored.ID, EventType: stored.Type, Body: stored.Body,
+	})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &started) {
+		s.log.Error("start event workflow", "event_id", stored.ID, "err", err)
+		writeError(c, notifier.Errorf(notifier.EUNAVAILABLE,
+			"the event could not be queued for delivery; publish it again with the same id"))
+		return
+	}
+	if created {
+		s.log.Info("event published", "event_id", stored.ID, "event_type", string(stored.Type))
+	}
+	c.JSON(http.StatusAccepted, gin.H{
+		"id":        stored.ID,
+		"type":      stored.Type,
+		"timestamp": timeJSON(stored.Timestamp),
+		"duplicate": !created,
+	})
+}
+
+func (s *Server) eventTypes(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"items": notifier.EventTypes(), "next_cursor": ""})
+}
+
+type attemptJSON struct {
+	Run             int               `json:"run"`
+	Number          int               `json:"number"`
+	StartedAt       string            `json:"started_at"`
+	DurationMS      int64             `json:"duration_ms"`
+	URL             string            `json:"url"`
+	StatusCode      int               `json:"status_code,omitempty"`
+	ResponseHeaders map[string]string `json:"response_headers,omitempty"`
+	ResponseBody    string            `json:"response_body,omitempty"`
+	ErrorClass      string            `json:"error_class,omitempty"`
+	Error           string            `json:"error,omitempty"`
+}
+
+func (s *Server) getDelivery(c *gin.Context) {
+	id := c.Param("id")
+	if !notifier.ValidDeliveryID(id) {
+		writeError(c, notifier.Errorf(notifier.ENOTFOUND, "delivery %q not found", id))
+		return
+	}
+	ctx := c.Request.Context()
+	d, err := s.store.Delivery(ctx, id)
+	if err != nil {
+		s.fail(c, "get delivery", err)
+		return
+	}
+	attempts, err := s.store.Attempts(ctx, id)
+	if err != nil {
+		s.fail(c, "get delivery", err)
+		return
+	}
+	ev, err := s.store.Event(ctx, d.EventID)
+	if err != nil {
+		s.fail(c, "get delivery", err)
+		return
+	}
+	items := make([]attemptJSON, len(attempts))
+	for i, a := range attempts {
+		items[i] = attemptJSON{
+			Run: a.Run, Number: a.Number, StartedAt: timeJSON(a.StartedAt),
+			DurationMS: a.Duration.Milliseconds(), URL: a.URL, StatusCode: a.StatusCode,
+			ResponseHeaders: a.ResponseHeaders, ResponseBody: a.ResponseBody,
+			ErrorClass: a.ErrorClass, Error: a.Error,
+		}
+	}
+	out := gin.H{
+		"id":               d.ID,
+		"event_id":         d.EventID,
+		"event_type":       d.EventType,
+		"webhook_id":       d.WebhookID,
+		"status":           d.Status,
+		"attempts":         d.Attempts,
+		"last_status_code": d.LastStatusCode,
+		"last_error":       d.LastError,
+		"created_at":       timeJSON(d.CreatedAt),
+		"completed_at":     optionalTime(d.CompletedAt),
+		"next_attempt_at":  optionalTime(d.NextAttemptAt),
+		"event":            json.RawMessage(ev.Body),
+		"attempt_log":      items,
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func optionalTime(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := timeJSON(*t)
+	return &s
+}

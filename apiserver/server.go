@@ -1,0 +1,146 @@
+// Package apiserver is the notifier's HTTP API: a thin Gin layer that
+// validates input, writes the store and starts Temporal workflows.
+package apiserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/sqlstore"
+	"github.com/barfinex/notifier/workflows"
+)
+
+// Config configures the API.
+type Config struct {
+	// Token is the bearer token every /v1 request must carry. Empty disables
+	// authentication; the command refuses that off loopback.
+	Token string
+	// URLPolicy says which webhook URLs are accepted.
+	URLPolicy notifier.URLPolicy
+	// MaxEventBytes caps the size of a published event's data. Default
+	// 256 KiB.
+	MaxEventBytes int64
+	// TaskQueue is where workflows are started. Default workflows.TaskQueue.
+	TaskQueue string
+	// PingTimeout bounds how long a request waits for a test ping. Default
+	// 15 s.
+	PingTimeout time.Duration
+}
+
+// Server serves the notifier's HTTP API.
+type Server struct {
+	store    *sqlstore.Store
+	temporal client.Client
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// New returns a Server.
+func New(store *sqlstore.Store, tc client.Client, cfg Config, log *slog.Logger) *Server {
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = 256 << 10
+	}
+	if cfg.TaskQueue == "" {
+		cfg.TaskQueue = workflows.TaskQueue
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = 15 * time.Second
+	}
+	return &Server{store: store, temporal: tc, cfg: cfg, log: log, now: time.Now}
+}
+
+// maxConfigBody caps the body of every request but event publishing.
+const maxConfigBody = 64 << 10
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.logRequests, s.recover)
+	r.NoRoute(func(c *gin.Context) {
+		writeError(c, notifier.Errorf(notifier.ENOTFOUND, "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, errorBody("method_not_allowed",
+			"method "+c.Request.Method+" is not allowed here", ""))
+	})
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+
+	v1 := r.Group("/v1", s.authenticate)
+	v1.POST("/webhooks", s.createWebhook)
+	v1.GET("/webhooks", s.listWebhooks)
+	v1.GET("/webhooks/:id", s.getWebhook)
+	v1.PATCH("/webhooks/:id", s.updateWebhook)
+	v1.DELETE("/webhooks/:id", s.deleteWebhook)
+	v1.POST("/webhooks/:id/ping", s.pingWebhook)
+	v1.GET("/deliveries/:id", s.getDelivery)
+	v1.POST("/events", s.publishEvent)
+	v1.GET("/event-types", s.eventTypes)
+	return r
+}
+
+func (s *Server) authenticate(c *gin.Context) {
+	if s.cfg.Token == "" {
+		return
+	}
+	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Token)) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="notifier"`)
+		writeError(c, notifier.Errorf(notifier.EUNAUTHORIZED, "a valid bearer token is required"))
+		c.Abort()
+	}
+}
+
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.log.Info("http request", "method", c.Request.Method, "path", c.FullPath(),
+		"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in handler", "path", c.FullPath(), "err", v)
+			c.AbortWithStatusJSON(http.StatusInternalServerError,
+				errorBody(notifier.EINTERNAL, "internal error", ""))
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	checks := gin.H{"store": "ok", "temporal": "ok"}
+	ready := true
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness: store", "err", err)
+		checks["store"], ready = "unavailable", false
+	}
+	if _, err := s.temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		s.log.Warn("readiness: temporal", "err", err)
+		checks["temporal"], ready = "unavailable", false
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, gin.H{"ready": ready, "checks": checks})
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/workflows"
+)
+
+// config is the service's configuration, read from the environment.
+type config struct {
+	HTTPAddr      string
+	DataDir       string
+	DatabasePath  string
+	APIToken      string
+	AllowPrivate  bool
+	MaxEventBytes int64
+	Retry         activities.RetryConfig
+
+	TemporalAddress   string
+	TemporalNamespace string
+	TaskQueue         string
+
+	LogFormat string
+	LogLevel  string
+}
+
+// loadConfig reads the configuration from getenv, applying defaults.
+func loadConfig(getenv func(string) string) (*config, error) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	c := &config{
+		HTTPAddr:          env("NOTIFIER_HTTP_ADDR", "127.0.0.1:8080"),
+		DataDir:           env("NOTIFIER_DATA_DIR", "./.data"),
+		APIToken:          getenv("NOTIFIER_API_TOKEN"),
+		TemporalAddress:   env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		TemporalNamespace: env("TEMPORAL_NAMESPACE", "default"),
+		TaskQueue:         env("NOTIFIER_TASK_QUEUE", workflows.TaskQueue),
+		LogFormat:         env("NOTIFIER_LOG_FORMAT", "json"),
+		LogLevel:          env("NOTIFIER_LOG_LEVEL", "info"),
+		Retry:             activities.DefaultRetry,
+	}
+	c.DatabasePath = env("NOTIFIER_DATABASE_PATH", filepath.Join(c.DataDir, "notifier.db"))
+
+	var err error
+	if c.AllowPrivate, err = parseBool(getenv, "NOTIFIER_ALLOW_PRIVATE_URLS", false); err != nil {
+		return nil, err
+	}
+	if c.MaxEventBytes, err = parseInt(getenv, "NOTIFIER_MAX_EVENT_BYTES", 256<<10); err != nil {
+		return nil, err
+	}
+	if c.Retry.InitialInterval, err = parseDuration(getenv, "NOTIFIER_RETRY_INITIAL_INTERVAL", c.Retry.InitialInterval); err != nil {
+		return nil, err
+	}
+	if c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT", c.Retry.AttemptTimeout); err != nil {
+		return nil, err
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("NOTIFIER_HTTP_ADDR: %w", err)
+	}
+	if c.APIToken == "" && !loopback(c.HTTPAddr) {
+		return nil, fmt.Errorf("NOTIFIER_API_TOKEN is required when NOTIFIER_HTTP_ADDR (%s) is not a loopback address", c.HTTPAddr)
+	}
+	return c, nil
+}
+
+func parseBool(getenv func(string) string, key string, def bool) (bool, error) {
+	v := getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false, got %q", key, v)
+	}
+	return b, nil
+}
+
+func parseInt(getenv func(string) string, key string, def int64) (int64, error) {
+	v := getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s: want a positive whole number, got %q", key, v)
+	}
+	return n, nil
+}
+
+func parseDuration(getenv func(string) string, key string, def time.Duration) (time.Duration, error) {
+	v := getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: want a positive duration like 10s, got %q", key, v)
+	}
+	return d, nil
+}
+
+// loopback reports whether a listen address only accepts local connections.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

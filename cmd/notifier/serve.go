@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/apiserver"
+	"github.com/barfinex/notifier/sqlstore"
+	"github.com/barfinex/notifier/worker"
+)
+
+type roles struct{ api, worker bool }
+
+func versionString() string { return "notifier " + notifier.Version }
+
+// serve runs the given roles until ctx is done, then shuts them down.
+func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	store, err := sqlstore.OpenSQLite(ctx, cfg.DatabasePath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	tc, err := dialTemporal(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	g, ctx := errgroup.WithContext(ctx)
+	if r.worker {
+		if err := worker.EnsureSearchAttributes(ctx, tc, cfg.TemporalNamespace); err != nil {
+			log.Warn("search attributes not registered; register them on the namespace", "err", err)
+		}
+		acts := &activities.Activities{
+			Store: store,
+			Sender: activities.NewSender(activities.SenderOptions{
+				Timeout:      cfg.Retry.AttemptTimeout,
+				AllowPrivate: cfg.AllowPrivate,
+			}),
+			Retry: cfg.Retry,
+		}
+		w := worker.New(tc, cfg.TaskQueue, acts)
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+		defer w.Stop()
+		log.Info("worker started", "temporal_address", cfg.TemporalAddress,
+			"namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue)
+	}
+	if r.api {
+		api := apiserver.New(store, tc, apiserver.Config{
+			Token:         cfg.APIToken,
+			URLPolicy:     notifier.URLPolicy{AllowHTTP: cfg.AllowPrivate},
+			MaxEventBytes: cfg.MaxEventBytes,
+			TaskQueue:     cfg.TaskQueue,
+		}, log)
+		if cfg.APIToken == "" {
+			log.Warn("NOTIFIER_API_TOKEN is not set: the API accepts every request on loopback")
+		}
+		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, api.Handler(), log) })
+	}
+	g.Go(func() error { <-ctx.Done(); return nil })
+	return g.Wait()
+}
+
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	log.Info("api listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down api: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// dialTemporal connects to Temporal, waiting for it while it starts.
+func dialTemporal(ctx context.Context, cfg *config, log *slog.Logger) (client.Client, error) {
+	opts := client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    sdklog.NewStructuredLogger(log),
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to temporal at %s: %w", cfg.TemporalAddress, err)
+		}
+		log.Warn("waiting for temporal", "temporal_address", cfg.TemporalAddress, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

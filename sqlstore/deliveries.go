@@ -1,0 +1,281 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/barfinex/notifier"
+)
+
+// StoredEvent is a published event as kept in the store.
+type StoredEvent struct {
+	ID        string
+	Type      notifier.EventType
+	Timestamp time.Time
+	// Body is the envelope, exactly as every delivery sends it.
+	Body      []byte
+	CreatedAt time.Time
+}
+
+// CreateEvent stores a published event with its envelope. When an event with
+// the same id is already stored, it returns that one and created is false.
+func (s *Store) CreateEvent(ctx context.Context, e *notifier.Event, body []byte) (stored *StoredEvent, created bool, err error) {
+	now := s.now().UTC()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO events (id, type, timestamp, body, created_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		e.ID, string(e.Type), formatTime(e.Timestamp), string(body), formatTime(now))
+	if err != nil {
+		return nil, false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, err
+	}
+	if n == 1 {
+		return &StoredEvent{ID: e.ID, Type: e.Type, Timestamp: e.Timestamp, Body: body, CreatedAt: now}, true, nil
+	}
+	stored, err = s.Event(ctx, e.ID)
+	return stored, false, err
+}
+
+// Event returns a stored event.
+func (s *Store) Event(ctx context.Context, id string) (*StoredEvent, error) {
+	var (
+		e                StoredEvent
+		typ, ts, created string
+		body             string
+	)
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, type, timestamp, body, created_at FROM events WHERE id = ?`, id).
+		Scan(&e.ID, &typ, &ts, &body, &created)
+	if isNoRows(err) {
+		return nil, notFound("event", id)
+	} else if err != nil {
+		return nil, err
+	}
+	e.Type, e.Body = notifier.EventType(typ), []byte(body)
+	if e.Timestamp, err = parseTime(ts); err != nil {
+		return nil, err
+	}
+	if e.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// SameContent reports whether e carries the same type and data as the stored
+// event, so that a repeated publish can be told from a clash of ids.
+func (e *StoredEvent) SameContent(other *notifier.Event) bool {
+	got, err := notifier.ParseEnvelope(e.Body)
+	return err == nil && got.Type == other.Type && bytes.Equal(got.Data, other.Data)
+}
+
+// Target is a delivery waiting to be started, with what names it to a human.
+type Target struct {
+	DeliveryID  string
+	WebhookID   string
+	WebhookName string
+	URL         string
+}
+
+// FanOut creates a pending delivery of the event for every active webhook
+// subscribed to its type, and returns every delivery of the event that has
+// not made an attempt yet. It is idempotent: run again, it creates nothing
+// twice and returns the deliveries still waiting to start.
+func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
+	var targets []Target
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var typ string
+		err := tx.QueryRowContext(ctx, `SELECT type FROM events WHERE id = ?`, eventID).Scan(&typ)
+		if isNoRows(err) {
+			return notFound("event", eventID)
+		} else if err != nil {
+			return err
+		}
+		subscribed, err := subscribedWebhooks(ctx, tx, notifier.EventType(typ))
+		if err != nil {
+			return err
+		}
+		now := formatTime(s.now())
+		for _, webhookID := range subscribed {
+			_, err := tx.ExecContext(ctx, `INSERT INTO deliveries
+				(id, event_id, event_type, webhook_id, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+				notifier.DeliveryID(eventID, webhookID), eventID, typ, webhookID,
+				string(notifier.DeliveryPending), now, now)
+			if err != nil {
+				return err
+			}
+		}
+		targets, err = waitingTargets(ctx, tx, eventID)
+		return err
+	})
+	return targets, err
+}
+
+func subscribedWebhooks(ctx context.Context, tx *sql.Tx, typ notifier.EventType) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT w.id FROM webhooks w
+		JOIN webhook_events e ON e.webhook_id = w.id
+		WHERE e.event_type = ? AND w.active = 1 ORDER BY w.id`, string(typ))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func waitingTargets(ctx context.Context, tx *sql.Tx, eventID string) ([]Target, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT d.id, w.id, w.name, w.url FROM deliveries d
+		JOIN webhooks w ON w.id = d.webhook_id
+		WHERE d.event_id = ? AND d.status = ? AND d.attempts = 0 ORDER BY d.id`,
+		eventID, string(notifier.DeliveryPending))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var targets []Target
+	for rows.Next() {
+		var t Target
+		if err := rows.Scan(&t.DeliveryID, &t.WebhookID, &t.WebhookName, &t.URL); err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	return targets, rows.Err()
+}
+
+// AttemptOutcome is what a finished attempt changes on its delivery.
+type AttemptOutcome struct {
+	Status        notifier.DeliveryStatus
+	NextAttemptAt *time.Time
+}
+
+// RecordAttempt adds an attempt to the log and brings its delivery's status
+// up to date, in one transaction. A delivery that succeeded stays succeeded.
+func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out AttemptOutcome) error {
+	headers, err := json.Marshal(a.ResponseHeaders)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	var completed *time.Time
+	if out.Status.Final() {
+		completed = &now
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, run, number, started_at,
+			duration_ms, url, status_code, response_headers, response_body, error_class, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			a.DeliveryID, a.Run, a.Number, formatTime(a.StartedAt), a.Duration.Milliseconds(),
+			a.URL, nullInt(a.StatusCode), string(headers), nullString(a.ResponseBody),
+			nullString(a.ErrorClass), nullString(a.Error))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?,
+			attempts = (SELECT COUNT(*) FROM attempts WHERE delivery_id = ?),
+			last_status_code = ?, last_error = ?, next_attempt_at = ?, completed_at = ?,
+			updated_at = ? WHERE id = ? AND status <> ?`,
+			string(out.Status), a.DeliveryID, nullInt(a.StatusCode), nullString(a.Error),
+			nullTime(out.NextAttemptAt), nullTime(completed), formatTime(now),
+			a.DeliveryID, string(notifier.DeliverySucceeded))
+		return err
+	})
+}
+
+// FinishDelivery marks a delivery failed or canceled, with the reason. A
+// delivery that succeeded stays succeeded.
+func (s *Store) FinishDelivery(ctx context.Context, id string, status notifier.DeliveryStatus, reason string) error {
+	now := formatTime(s.now())
+	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_error = ?,
+		next_attempt_at = NULL, completed_at = ?, updated_at = ? WHERE id = ? AND status <> ?`,
+		string(status), nullString(reason), now, now, id, string(notifier.DeliverySucceeded))
+	return err
+}
+
+// Delivery returns one delivery.
+func (s *Store) Delivery(ctx context.Context, id string) (*notifier.Delivery, error) {
+	var (
+		d                    notifier.Delivery
+		typ, status          string
+		code                 sql.NullInt64
+		lastErr              sql.NullString
+		next, completed      sql.NullString
+		createdAt, updatedAt string
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT id, event_id, event_type, webhook_id, status,
+		attempts, last_status_code, last_error, next_attempt_at, created_at, updated_at,
+		completed_at FROM deliveries WHERE id = ?`, id).Scan(&d.ID, &d.EventID, &typ,
+		&d.WebhookID, &status, &d.Attempts, &code, &lastErr, &next, &createdAt, &updatedAt,
+		&completed)
+	if isNoRows(err) {
+		return nil, notFound("delivery", id)
+	} else if err != nil {
+		return nil, err
+	}
+	d.EventType, d.Status = notifier.EventType(typ), notifier.DeliveryStatus(status)
+	d.LastStatusCode, d.LastError = int(code.Int64), lastErr.String
+	if d.CreatedAt, err = parseTime(createdAt); err != nil {
+		return nil, err
+	}
+	if d.UpdatedAt, err = parseTime(updatedAt); err != nil {
+		return nil, err
+	}
+	if d.NextAttemptAt, err = parseNullTime(next); err != nil {
+		return nil, err
+	}
+	if d.CompletedAt, err = parseNullTime(completed); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Attempts returns every attempt of a delivery, oldest first.
+func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*notifier.Attempt, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT run, number, started_at, duration_ms, url,
+		status_code, response_headers, response_body, error_class, error
+		FROM attempts WHERE delivery_id = ? ORDER BY run, number`, deliveryID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*notifier.Attempt
+	for rows.Next() {
+		a := &notifier.Attempt{DeliveryID: deliveryID}
+		var (
+			started                      string
+			ms                           int64
+			code                         sql.NullInt64
+			headers, body, class, errMsg sql.NullString
+		)
+		err := rows.Scan(&a.Run, &a.Number, &started, &ms, &a.URL, &code, &headers, &body,
+			&class, &errMsg)
+		if err != nil {
+			return nil, err
+		}
+		if a.StartedAt, err = parseTime(started); err != nil {
+			return nil, err
+		}
+		a.Duration = time.Duration(ms) * time.Millisecond
+		a.StatusCode, a.ResponseBody = int(code.Int64), body.String
+		a.ErrorClass, a.Error = class.String, errMsg.String
+		if headers.Valid && headers.String != "null" {
+			if err := json.Unmarshal([]byte(headers.String), &a.ResponseHeaders); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

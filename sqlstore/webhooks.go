@@ -1,0 +1,259 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"strings"
+	"time"
+
+	"github.com/barfinex/notifier"
+)
+
+const webhookColumns = `id, name, url, secret, active, ping_ok, ping_status_code,
+	ping_error, ping_duration_ms, pinged_at, created_at, updated_at`
+
+// CreateWebhook stores a new webhook; w.ID, CreatedAt and UpdatedAt are set.
+func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
+	now := s.now().UTC()
+	w.ID = notifier.NewWebhookID()
+	w.CreatedAt, w.UpdatedAt = now, now
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks
+			(id, name, url, secret, active, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			w.ID, w.Name, w.URL, w.Secret, boolInt(w.Active),
+			formatTime(now), formatTime(now))
+		if err != nil {
+			return err
+		}
+		return insertWebhookEvents(ctx, tx, w.ID, w.Events)
+	})
+}
+
+func insertWebhookEvents(ctx context.Context, tx *sql.Tx, id string, events []notifier.EventType) error {
+	for _, e := range events {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO webhook_events (webhook_id, event_type) VALUES (?, ?)`, id, string(e))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Webhook returns the webhook with the given id, secret included.
+func (s *Store) Webhook(ctx context.Context, id string) (*notifier.Webhook, error) {
+	return webhookByID(ctx, s.db, id)
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func webhookByID(ctx context.Context, q queryer, id string) (*notifier.Webhook, error) {
+	row := q.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id)
+	w, err := scanWebhook(row)
+	if isNoRows(err) {
+		return nil, notFound("webhook", id)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := loadEvents(ctx, q, []*notifier.Webhook{w}); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// WebhookPage is one page of a webhook listing.
+type WebhookPage struct {
+	Webhooks []*notifier.Webhook
+	// NextCursor continues the listing; empty on the last page.
+	NextCursor string
+}
+
+// Webhooks lists webhooks, newest first, limit at a time, after cursor.
+func (s *Store) Webhooks(ctx context.Context, limit int, cursor string) (*WebhookPage, error) {
+	query := `SELECT ` + webhookColumns + ` FROM webhooks`
+	var args []any
+	if cursor != "" {
+		created, id, err := decodeCursor(cursor)
+		if err != nil {
+			return nil, err
+		}
+		query += ` WHERE created_at < ? OR (created_at = ? AND id < ?)`
+		args = append(args, created, created, id)
+	}
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &WebhookPage{}
+	for rows.Next() {
+		w, err := scanWebhook(rows)
+		if err != nil {
+			return nil, err
+		}
+		page.Webhooks = append(page.Webhooks, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Webhooks) > limit {
+		page.Webhooks = page.Webhooks[:limit]
+		last := page.Webhooks[limit-1]
+		page.NextCursor = encodeCursor(formatTime(last.CreatedAt), last.ID)
+	}
+	if err := loadEvents(ctx, s.db, page.Webhooks); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// UpdateWebhook applies upd to the webhook with the given id and returns it
+// as it now is.
+func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.WebhookUpdate) (*notifier.Webhook, error) {
+	var w *notifier.Webhook
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if w, err = webhookByID(ctx, tx, id); err != nil {
+			return err
+		}
+		upd.Apply(w)
+		w.UpdatedAt = s.now().UTC()
+		_, err = tx.ExecContext(ctx, `UPDATE webhooks
+			SET name = ?, url = ?, secret = ?, active = ?, updated_at = ? WHERE id = ?`,
+			w.Name, w.URL, w.Secret, boolInt(w.Active), formatTime(w.UpdatedAt), id)
+		if err != nil || upd.Events == nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_events WHERE webhook_id = ?`, id); err != nil {
+			return err
+		}
+		return insertWebhookEvents(ctx, tx, id, w.Events)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// DeleteWebhook deletes a webhook and its secret. Its deliveries stay in the
+// log.
+func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM webhooks WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return notFound("webhook", id)
+	}
+	return nil
+}
+
+// SetPingResult records the result of a test ping on the webhook.
+func (s *Store) SetPingResult(ctx context.Context, id string, p *notifier.PingResult) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE webhooks SET ping_ok = ?, ping_status_code = ?,
+		ping_error = ?, ping_duration_ms = ?, pinged_at = ? WHERE id = ?`,
+		boolInt(p.OK), nullInt(p.StatusCode), nullString(p.Error),
+		p.Duration.Milliseconds(), formatTime(p.At), id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return notFound("webhook", id)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanWebhook(row scanner) (*notifier.Webhook, error) {
+	var (
+		w                  notifier.Webhook
+		active             int
+		pingOK, pingStatus sql.NullInt64
+		pingError          sql.NullString
+		pingMS             sql.NullInt64
+		pingedAt           sql.NullString
+		created, updated   string
+	)
+	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.Secret, &active, &pingOK, &pingStatus,
+		&pingError, &pingMS, &pingedAt, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	w.Active = active != 0
+	if w.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if w.UpdatedAt, err = parseTime(updated); err != nil {
+		return nil, err
+	}
+	if pingedAt.Valid {
+		at, err := parseTime(pingedAt.String)
+		if err != nil {
+			return nil, err
+		}
+		w.LastPing = &notifier.PingResult{
+			OK:         pingOK.Int64 != 0,
+			StatusCode: int(pingStatus.Int64),
+			Error:      pingError.String,
+			Duration:   time.Duration(pingMS.Int64) * time.Millisecond,
+			At:         at,
+		}
+	}
+	return &w, nil
+}
+
+// loadEvents fills in the subscribed event types of each webhook.
+func loadEvents(ctx context.Context, q queryer, hooks []*notifier.Webhook) error {
+	if len(hooks) == 0 {
+		return nil
+	}
+	byID := make(map[string]*notifier.Webhook, len(hooks))
+	args := make([]any, len(hooks))
+	for i, w := range hooks {
+		byID[w.ID] = w
+		w.Events = []notifier.EventType{}
+		args[i] = w.ID
+	}
+	rows, err := q.QueryContext(ctx, `SELECT webhook_id, event_type FROM webhook_events
+		WHERE webhook_id IN (`+placeholders(len(hooks))+`) ORDER BY webhook_id, event_type`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, typ string
+		if err := rows.Scan(&id, &typ); err != nil {
+			return err
+		}
+		byID[id].Events = append(byID[id].Events, notifier.EventType(typ))
+	}
+	return rows.Err()
+}
+
+// A cursor is an opaque token naming the last item of the page before.
+func encodeCursor(parts ...string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strings.Join(parts, "|")))
+}
+
+func decodeCursor(cursor string) (string, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err == nil {
+		if a, b, ok := strings.Cut(string(raw), "|"); ok {
+			return a, b, nil
+		}
+	}
+	return "", "", notifier.Invalid("cursor", "is not a cursor this service issued")
+}

@@ -1,0 +1,34 @@
+// Package workflows holds the notifier's Temporal workflows: the fan-out of
+// a published event, the delivery of one event to one webhook, and the test
+// ping. They are deterministic; everything that touches the outside world
+// runs in the activities package.
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/barfinex/notifier/activities"
+)
+
+// TaskQueue is the default task queue of the notifier's workers. A delivery
+// runs on the task queue its event was published to.
+const TaskQueue = "notifier"
+
+// Custom search attributes set on deliveries, so that operators can find
+// them in the Web UI. They must be registered on the namespace.
+var (
+	WebhookIDKey = temporal.NewSearchAttributeKeyKeyword("WebhookId")
+	EventIDKey   = temporal.NewSearchAttributeKeyKeyword("EventId")
+	EventTypeKey = temporal.NewSearchAttributeKeyKeyword("EventType")
+)
+
+// SearchAttributeKeys lists every custom search attribute the notifier uses.
+var SearchAttributeKeys = []temporal.SearchAttributeKey{WebhookIDKey, EventIDKey, EventTypeKey}
+
+// EventWorkflowID returns the id of the workflow that fans an event out.
+func EventWorkflowID(eventID string) string { return "event_" + eventID }
+
+// a is the receiver through which workflows name activities, so that names
+// and arguments are checked by the compiler. Its fields are never used in
+// workflow code.
+var a *activities.Activities
