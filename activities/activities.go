@@ -138,7 +138,10 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 		next := time.Now().Add(in.Retry.Delay(number))
 		out = sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}
 	}
-	recErr := a.Store.RecordAttempt(ctx, att, out)
+	// The POST happened: log it even if the worker is stopping.
+	recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	recErr := a.Store.RecordAttempt(recCtx, att, out)
 	if recErr != nil {
 		logger.Error("record attempt", "delivery_id", in.DeliveryID, "attempt", number, "err", recErr)
 	}

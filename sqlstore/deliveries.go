@@ -23,7 +23,7 @@ type StoredEvent struct {
 // CreateEvent stores a published event with its envelope. When an event with
 // the same id is already stored, it returns that one and created is false.
 func (s *Store) CreateEvent(ctx context.Context, e *notifier.Event, body []byte) (stored *StoredEvent, created bool, err error) {
-	now := s.now().UTC()
+	now := s.clock()
 	res, err := s.db.ExecContext(ctx, `INSERT INTO events (id, type, timestamp, body, created_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		e.ID, string(e.Type), formatTime(e.Timestamp), string(body), formatTime(now))
@@ -99,7 +99,7 @@ func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 		if err != nil {
 			return err
 		}
-		now := formatTime(s.now())
+		now := formatTime(s.clock())
 		for _, webhookID := range subscribed {
 			_, err := tx.ExecContext(ctx, `INSERT INTO deliveries
 				(id, event_id, event_type, webhook_id, status, created_at, updated_at)
@@ -168,7 +168,7 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 	if err != nil {
 		return err
 	}
-	now := s.now()
+	now := s.clock()
 	var completed *time.Time
 	if out.Status.Final() {
 		completed = &now
@@ -197,7 +197,7 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 // FinishDelivery marks a delivery failed or canceled, with the reason. A
 // delivery that succeeded stays succeeded.
 func (s *Store) FinishDelivery(ctx context.Context, id string, status notifier.DeliveryStatus, reason string) error {
-	now := formatTime(s.now())
+	now := formatTime(s.clock())
 	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_error = ?,
 		next_attempt_at = NULL, completed_at = ?, updated_at = ? WHERE id = ? AND status <> ?`,
 		string(status), nullString(reason), now, now, id, string(notifier.DeliverySucceeded))

@@ -60,6 +60,9 @@ func (s *Store) migrate(ctx context.Context, dialect goose.Dialect) error {
 	return nil
 }
 
+// clock returns the time now, at the precision the store keeps.
+func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -15,7 +15,7 @@ const webhookColumns = `id, name, url, secret, active, ping_ok, ping_status_code
 
 // CreateWebhook stores a new webhook; w.ID, CreatedAt and UpdatedAt are set.
 func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
-	now := s.now().UTC()
+	now := s.clock()
 	w.ID = notifier.NewWebhookID()
 	w.CreatedAt, w.UpdatedAt = now, now
 	return s.inTx(ctx, func(tx *sql.Tx) error {
@@ -125,7 +125,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.Webh
 			return err
 		}
 		upd.Apply(w)
-		w.UpdatedAt = s.now().UTC()
+		w.UpdatedAt = s.clock()
 		_, err = tx.ExecContext(ctx, `UPDATE webhooks
 			SET name = ?, url = ?, secret = ?, active = ?, updated_at = ? WHERE id = ?`,
 			w.Name, w.URL, w.Secret, boolInt(w.Active), formatTime(w.UpdatedAt), id)

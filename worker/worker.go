@@ -5,6 +5,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
@@ -19,7 +20,11 @@ import (
 // and the given activities on a task queue (workflows.TaskQueue unless the
 // deployment chose another).
 func New(c client.Client, taskQueue string, acts *activities.Activities) sdkworker.Worker {
-	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
+	w := sdkworker.New(c, taskQueue, sdkworker.Options{
+		// On shutdown, attempts under way finish and are logged rather than
+		// cut off and retried after their timeout.
+		WorkerStopTimeout: acts.Retry.AttemptTimeout + 5*time.Second,
+	})
 	w.RegisterWorkflow(workflows.EventWorkflow)
 	w.RegisterWorkflow(workflows.DeliveryWorkflow)
 	w.RegisterWorkflow(workflows.PingWorkflow)

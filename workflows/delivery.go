@@ -46,7 +46,10 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    in.Retry.InitialInterval,
 			BackoffCoefficient: in.Retry.BackoffCoefficient,
-			MaximumAttempts:    int32(in.Retry.MaximumAttempts),
+			// Stated, not left to the default, so that the last wait is the
+			// schedule's and not capped shorter.
+			MaximumInterval: in.Retry.Delay(in.Retry.MaximumAttempts - 1),
+			MaximumAttempts: int32(in.Retry.MaximumAttempts),
 			NonRetryableErrorTypes: []string{
 				activities.ErrRefusedTarget,
 				activities.ErrWebhookInactive,

@@ -1,0 +1,413 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/internal/testenv"
+	"github.com/barfinex/notifier/workflows"
+)
+
+// devServer is the Temporal dev server every test in this package uses.
+var devServer interface {
+	FrontendHostPort() string
+	Client() client.Client
+}
+
+func TestMain(m *testing.M) {
+	srv, err := testenv.StartDevServer(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start temporal dev server:", err)
+		os.Exit(1)
+	}
+	devServer = srv
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+// stack is one notifier process (API and worker) as `notifier serve` runs it,
+// on its own data directory and task queue.
+type stack struct {
+	t       *testing.T
+	base    string
+	token   string
+	env     map[string]string
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startStack runs the notifier with the given environment on top of test
+// defaults, and waits until it answers.
+func startStack(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	addr := freeAddr(t)
+	env := map[string]string{
+		"NOTIFIER_HTTP_ADDR":          addr,
+		"NOTIFIER_DATA_DIR":           t.TempDir(),
+		"NOTIFIER_API_TOKEN":          "test-token",
+		"NOTIFIER_ALLOW_PRIVATE_URLS": "true",
+		"NOTIFIER_TASK_QUEUE":         "notifier-" + strings.ReplaceAll(t.Name(), "/", "-"),
+		"NOTIFIER_LOG_LEVEL":          "warn",
+		"TEMPORAL_ADDRESS":            devServer.FrontendHostPort(),
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	s := &stack{t: t, base: "http://" + addr, token: env["NOTIFIER_API_TOKEN"], env: env}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *stack) start() {
+	t := s.t
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done, s.stopped = cancel, make(chan error, 1), false
+	go func() {
+		s.done <- run(ctx, []string{"serve"}, func(k string) string { return s.env[k] }, io.Discard)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("notifier exited: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		require.True(t, time.Now().Before(deadline), "notifier did not answer /healthz")
+	}
+}
+
+// stop ends the process as a shutdown signal would.
+func (s *stack) stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.cancel()
+	select {
+	case err := <-s.done:
+		require.NoError(s.t, err)
+	case <-time.After(30 * time.Second):
+		s.t.Fatal("notifier did not stop")
+	}
+}
+
+// call sends a request to the API and decodes the JSON answer into out.
+func (s *stack) call(method, path string, body any, out any) int {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(s.t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.base+path, rd)
+	require.NoError(s.t, err)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	if out != nil && len(raw) > 0 {
+		require.NoError(s.t, json.Unmarshal(raw, out), string(raw))
+	}
+	return resp.StatusCode
+}
+
+type webhookOut struct {
+	ID        string `json:"id"`
+	HasSecret bool   `json:"has_secret"`
+	Ping      struct {
+		OK bool `json:"ok"`
+	} `json:"ping"`
+}
+
+func (s *stack) createWebhook(url, secret string, active bool, events ...notifier.EventType) string {
+	s.t.Helper()
+	var out webhookOut
+	status := s.call("POST", "/v1/webhooks", map[string]any{
+		"name": "e2e", "url": url, "events": events, "secret": secret, "active": active,
+	}, &out)
+	require.Equal(s.t, http.StatusCreated, status)
+	return out.ID
+}
+
+type publishOut struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+func (s *stack) publish(body map[string]any) publishOut {
+	s.t.Helper()
+	var out publishOut
+	require.Equal(s.t, http.StatusAccepted, s.call("POST", "/v1/events", body, &out))
+	return out
+}
+
+type deliveryOut struct {
+	Status     string `json:"status"`
+	Attempts   int    `json:"attempts"`
+	AttemptLog []struct {
+		Number     int `json:"number"`
+		StatusCode int `json:"status_code"`
+	} `json:"attempt_log"`
+}
+
+// waitWorkflow waits for a workflow to close and returns its error.
+func waitWorkflow(t *testing.T, id string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return devServer.Client().GetWorkflow(ctx, id, "").Get(ctx, nil)
+}
+
+// waitDelivery waits for the delivery of an event to a webhook to end and
+// returns its workflow's error. The delivery's workflow exists once its
+// event's workflow has finished.
+func waitDelivery(t *testing.T, eventID, webhookID string) error {
+	t.Helper()
+	require.NoError(t, waitWorkflow(t, workflows.EventWorkflowID(eventID)))
+	return waitWorkflow(t, notifier.DeliveryID(eventID, webhookID))
+}
+
+// waitStatus waits until the API shows the delivery in the given status.
+func (s *stack) waitStatus(deliveryID, status string) deliveryOut {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var d deliveryOut
+		code := s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d)
+		if code == http.StatusOK && d.Status == status {
+			return d
+		}
+		require.True(s.t, time.Now().Before(deadline), "delivery %s is %q, want %q", deliveryID, d.Status, status)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestEndToEnd_DeliversSignedEnvelope(t *testing.T) {
+	s := startStack(t, nil)
+	r := testenv.NewReceiver(t)
+	secret := "whsec-e2e-Ü-🔑"
+	webhookID := s.createWebhook(r.URL(), secret, true, notifier.EventSignalEmitted)
+	ping := r.WaitFor(t, "", 1, 10*time.Second)[0]
+	require.Equal(t, "ping", ping.Header.Get("X-Barfinex-Event"))
+	require.True(t, notifier.VerifySignature(secret, ping.Body, ping.Header.Get("X-Barfinex-Signature")))
+
+	data := map[string]any{"strategy": "momentum-btc", "symbol": "BTCUSDT", "direction": "LONG",
+		"score": 0.82, "note": "ünïcødé 🚀 <&> / \u2028 end"}
+	ev := s.publish(map[string]any{"type": "signal.emitted", "data": data})
+	require.Regexp(t, `^evt_`, ev.ID)
+
+	req := r.WaitFor(t, ev.ID, 1, 15*time.Second)[0]
+	var env map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(req.Body, &env))
+	require.Len(t, env, 4)
+	var got struct {
+		ID, Type, Timestamp string
+		Data                map[string]any
+	}
+	require.NoError(t, json.Unmarshal(req.Body, &got))
+	require.Equal(t, ev.ID, got.ID)
+	require.Equal(t, "signal.emitted", got.Type)
+	require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`, got.Timestamp)
+	require.Equal(t, data, got.Data)
+	require.Equal(t, "application/json", req.Header.Get("Content-Type"))
+	require.Regexp(t, `^Barfinex-Notifier/`, req.Header.Get("User-Agent"))
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	require.Equal(t, deliveryID, req.Header.Get("X-Barfinex-Delivery"))
+
+	// The receiver's own check, with the verification function as given to
+	// receivers, over the raw bytes received.
+	sig := req.Header.Get("X-Barfinex-Signature")
+	bodyFile := filepath.Join(t.TempDir(), "body.json")
+	require.NoError(t, os.WriteFile(bodyFile, req.Body, 0o600))
+	out, err := exec.Command("node", "testdata/verify.js", secret, bodyFile, sig).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "valid", strings.TrimSpace(string(out)))
+	out, err = exec.Command("node", "testdata/verify.js", "wrong", bodyFile, sig).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "invalid", strings.TrimSpace(string(out)))
+
+	require.NoError(t, waitDelivery(t, ev.ID, webhookID))
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
+	require.Equal(t, "succeeded", d.Status)
+	require.Equal(t, 1, d.Attempts)
+}
+
+func TestEndToEnd_RetriesUntilAccepted(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "300ms"})
+	r := testenv.NewReceiver(t, 200, 500, 500, 200) // the first answers the ping
+	webhookID := s.createWebhook(r.URL(), "k2", true, notifier.EventOrderFilled)
+	ev := s.publish(map[string]any{"type": "order.filled",
+		"data": map[string]any{"symbol": "ETHUSDT", "qty": "1.5", "price": "3120.10"}})
+
+	got := r.WaitFor(t, ev.ID, 3, 30*time.Second)
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	require.NoError(t, waitDelivery(t, ev.ID, webhookID))
+	got = r.WaitFor(t, ev.ID, 3, time.Second)
+	require.Len(t, got, 3, "no attempt after the 2xx")
+	require.GreaterOrEqual(t, got[1].At.Sub(got[0].At), 300*time.Millisecond)
+	require.GreaterOrEqual(t, got[2].At.Sub(got[1].At), 900*time.Millisecond)
+	for _, req := range got[1:] {
+		require.Equal(t, got[0].Body, req.Body, "every attempt sends the same bytes")
+		require.Equal(t, got[0].Header.Get("X-Barfinex-Signature"), req.Header.Get("X-Barfinex-Signature"))
+	}
+
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
+	require.Equal(t, "succeeded", d.Status)
+	require.Equal(t, 3, d.Attempts)
+	require.Len(t, d.AttemptLog, 3)
+	for i, want := range []int{500, 500, 200} {
+		require.Equal(t, i+1, d.AttemptLog[i].Number)
+		require.Equal(t, want, d.AttemptLog[i].StatusCode)
+	}
+}
+
+func TestEndToEnd_FailsAfterFourAttempts(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "100ms"})
+	r := testenv.NewReceiver(t, 200, 502)
+	webhookID := s.createWebhook(r.URL(), "", true, notifier.EventOrderPlaced)
+	ev := s.publish(map[string]any{"type": "order.placed", "data": map[string]any{"symbol": "BTCUSDT"}})
+
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	require.Error(t, waitDelivery(t, ev.ID, webhookID), "a failed delivery is a failed workflow")
+	require.Len(t, r.WaitFor(t, ev.ID, 4, time.Second), 4)
+
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
+	require.Equal(t, "failed", d.Status)
+	require.Equal(t, 4, d.Attempts)
+}
+
+func TestEndToEnd_FanOutToSubscribedActiveWebhooks(t *testing.T) {
+	s := startStack(t, nil)
+	subscribed := testenv.NewReceiver(t)
+	alsoSubscribed := testenv.NewReceiver(t)
+	inactive := testenv.NewReceiver(t)
+	otherType := testenv.NewReceiver(t)
+	a := s.createWebhook(subscribed.URL(), "a", true, notifier.EventOrderFilled)
+	b := s.createWebhook(alsoSubscribed.URL(), "", true, notifier.EventOrderFilled, notifier.EventOrderPlaced)
+	s.createWebhook(inactive.URL(), "c", false, notifier.EventOrderFilled)
+	s.createWebhook(otherType.URL(), "d", true, notifier.EventSignalEmitted)
+
+	ev := s.publish(map[string]any{"type": "order.filled", "data": map[string]any{"symbol": "SOLUSDT"}})
+
+	// Once the event's workflow has finished, its deliveries are all started.
+	var res workflows.EventResult
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, devServer.Client().GetWorkflow(ctx, workflows.EventWorkflowID(ev.ID), "").Get(ctx, &res))
+	require.ElementsMatch(t, []string{notifier.DeliveryID(ev.ID, a), notifier.DeliveryID(ev.ID, b)}, res.DeliveryIDs)
+	for _, id := range res.DeliveryIDs {
+		require.NoError(t, waitWorkflow(t, id))
+	}
+	require.Len(t, subscribed.WaitFor(t, ev.ID, 1, time.Second), 1)
+	require.Len(t, alsoSubscribed.WaitFor(t, ev.ID, 1, time.Second), 1)
+	for _, r := range []*testenv.Receiver{inactive, otherType} {
+		for _, req := range r.Requests() {
+			require.NotEqual(t, ev.ID, req.Header.Get("X-Barfinex-Event-Id"))
+		}
+	}
+}
+
+func TestEndToEnd_SameEventIDDeliveredOnce(t *testing.T) {
+	s := startStack(t, nil)
+	r := testenv.NewReceiver(t)
+	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventOrderFilled)
+	body := map[string]any{"id": "fill-7781", "type": "order.filled", "data": map[string]any{"symbol": "BTCUSDT"}}
+
+	first := s.publish(body)
+	second := s.publish(body)
+	require.Equal(t, "fill-7781", first.ID)
+	require.False(t, first.Duplicate)
+	require.True(t, second.Duplicate)
+	require.NoError(t, waitDelivery(t, "fill-7781", webhookID))
+	third := s.publish(body)
+	require.True(t, third.Duplicate)
+	require.NoError(t, waitWorkflow(t, workflows.EventWorkflowID("fill-7781")))
+
+	require.Len(t, r.WaitFor(t, "fill-7781", 1, time.Second), 1)
+
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	body["data"] = map[string]any{"symbol": "ETHUSDT"}
+	require.Equal(t, http.StatusConflict, s.call("POST", "/v1/events", body, &e))
+	require.Equal(t, "conflict", e.Error.Code)
+}
+
+func TestEndToEnd_DeactivatedWebhookStopsRetries(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "3s"})
+	r := testenv.NewReceiver(t, 200, 500)
+	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventRiskBlocked)
+	ev := s.publish(map[string]any{"type": "risk.blocked", "data": map[string]any{"policy": "max-exposure"}})
+	r.WaitFor(t, ev.ID, 1, 15*time.Second)
+
+	require.Equal(t, http.StatusOK, s.call("PATCH", "/v1/webhooks/"+webhookID, map[string]any{"active": false}, nil))
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	require.NoError(t, waitDelivery(t, ev.ID, webhookID))
+	require.Len(t, r.WaitFor(t, ev.ID, 1, time.Second), 1, "no POST after the webhook was deactivated")
+
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
+	require.Equal(t, "canceled", d.Status)
+}
+
+func TestEndToEnd_WorkerRestartMidRetry(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "2s"})
+	r := testenv.NewReceiver(t, 200, 503, 200)
+	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventServiceDown)
+	ev := s.publish(map[string]any{"type": "service.down", "data": map[string]any{"service": "inspector"}})
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	s.waitStatus(deliveryID, "retrying")
+
+	// The process stops between attempts; a new one on the same data and
+	// task queue makes the next attempt.
+	s.stop()
+	s.start()
+	got := r.WaitFor(t, ev.ID, 2, 30*time.Second)
+	require.NoError(t, waitDelivery(t, ev.ID, webhookID))
+	require.Len(t, r.WaitFor(t, ev.ID, 2, time.Second), 2)
+	require.Equal(t, got[0].Body, got[1].Body)
+
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
+	require.Equal(t, "succeeded", d.Status)
+	require.Equal(t, 2, d.Attempts)
+}

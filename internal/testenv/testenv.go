@@ -1,0 +1,163 @@
+// Package testenv gives tests the real parts they run against: a Temporal
+// dev server built from the pinned CLI, and HTTP receivers that record what
+// they are sent.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/barfinex/notifier/workflows"
+)
+
+// TemporalCLI returns the path of the pinned Temporal CLI: the one named by
+// NOTIFIER_TEST_TEMPORAL_CLI (make test sets it), else bin/temporal at the
+// module's root.
+func TemporalCLI() (string, error) {
+	if p := os.Getenv("NOTIFIER_TEST_TEMPORAL_CLI"); p != "" {
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "bin", "temporal")
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("no Temporal CLI at %s: run `make tools` or `make test`", p)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// StartDevServer starts a Temporal dev server on free local ports, with the
+// notifier's search attributes registered. Its state lives in memory.
+func StartDevServer(ctx context.Context) (*testsuite.DevServer, error) {
+	cli, err := TemporalCLI()
+	if err != nil {
+		return nil, err
+	}
+	attrs := make([]string, 0, 2*len(workflows.SearchAttributeKeys))
+	for _, k := range workflows.SearchAttributeKeys {
+		attrs = append(attrs, "--search-attribute", k.GetName()+"=Keyword")
+	}
+	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  cli,
+		ClientOptions: &client.Options{Logger: quietLogger{}},
+		LogLevel:      "error",
+		ExtraArgs:     attrs,
+		Stdout:        io.Discard,
+		Stderr:        io.Discard,
+	})
+}
+
+// Request is one request a Receiver got.
+type Request struct {
+	At     time.Time
+	Header http.Header
+	Body   []byte
+	Path   string
+}
+
+// Receiver is a webhook receiver on a local port. It answers each request
+// with the next status of its script, the last one repeating.
+type Receiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	statuses []int
+	requests []Request
+	changed  chan struct{}
+}
+
+// NewReceiver starts a receiver that answers with the given statuses in
+// turn (200 when none are given). It stops when the test ends.
+func NewReceiver(tb testing.TB, statuses ...int) *Receiver {
+	tb.Helper()
+	if len(statuses) == 0 {
+		statuses = []int{http.StatusOK}
+	}
+	r := &Receiver{statuses: statuses, changed: make(chan struct{})}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	tb.Cleanup(r.Close)
+	return r
+}
+
+// URL returns the receiver's webhook URL.
+func (r *Receiver) URL() string { return r.Server.URL + "/hook" }
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	n := len(r.requests)
+	r.requests = append(r.requests, Request{
+		At: time.Now(), Header: req.Header.Clone(), Body: body, Path: req.URL.Path,
+	})
+	status := r.statuses[min(n, len(r.statuses)-1)]
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"received":%d}`, n+1)
+}
+
+// Requests returns the requests received so far.
+func (r *Receiver) Requests() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.requests...)
+}
+
+// WaitFor waits until the receiver has received at least n requests whose
+// header X-Barfinex-Event-Id is eventID ("" for any), and returns them. It
+// fails the test after timeout.
+func (r *Receiver) WaitFor(tb testing.TB, eventID string, n int, timeout time.Duration) []Request {
+	tb.Helper()
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		var got []Request
+		for _, req := range r.requests {
+			if eventID == "" || req.Header.Get("X-Barfinex-Event-Id") == eventID {
+				got = append(got, req)
+			}
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			tb.Fatalf("receiver got %d of %d requests for event %q within %s", len(got), n, eventID, timeout)
+			return nil
+		}
+	}
+}
+
+// quietLogger drops the SDK client's logs, which would drown test output.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}

@@ -1,0 +1,263 @@
+package sqlstore_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/sqlstore"
+)
+
+// MustOpen opens a store on a fresh SQLite file that is removed after the
+// test.
+func MustOpen(tb testing.TB) *sqlstore.Store {
+	tb.Helper()
+	s, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(tb.TempDir(), "notifier.db"))
+	require.NoError(tb, err)
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func MustCreateWebhook(tb testing.TB, s *sqlstore.Store, active bool, events ...notifier.EventType) *notifier.Webhook {
+	tb.Helper()
+	w := &notifier.Webhook{Name: "desk", URL: "https://example.com/hook", Events: events,
+		Secret: "s3cret", Active: active}
+	require.NoError(tb, s.CreateWebhook(context.Background(), w))
+	return w
+}
+
+func MustPublish(tb testing.TB, s *sqlstore.Store, typ notifier.EventType) *notifier.Event {
+	tb.Helper()
+	ev, err := notifier.NewEvent("", typ, time.Time{}, []byte(`{"symbol":"BTCUSDT"}`), time.Now())
+	require.NoError(tb, err)
+	body, err := ev.Envelope()
+	require.NoError(tb, err)
+	_, created, err := s.CreateEvent(context.Background(), ev, body)
+	require.NoError(tb, err)
+	require.True(tb, created)
+	return ev
+}
+
+func TestWebhooks(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t)
+
+	t.Run("CreateAndRead", func(t *testing.T) {
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled, notifier.EventSignalEmitted)
+		require.Regexp(t, `^wh_[a-z2-7]{26}$`, w.ID)
+		got, err := s.Webhook(ctx, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, w.Name, got.Name)
+		require.Equal(t, "s3cret", got.Secret)
+		require.ElementsMatch(t, w.Events, got.Events)
+		require.True(t, got.Active)
+		require.Nil(t, got.LastPing)
+		require.Equal(t, notifier.ReachabilityUnknown, got.Reachability())
+	})
+
+	t.Run("Update", func(t *testing.T) {
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		name, inactive, noSecret := "renamed", false, ""
+		got, err := s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{
+			Name: &name, Active: &inactive, Secret: &noSecret,
+			Events: []notifier.EventType{notifier.EventServiceDown},
+		})
+		require.NoError(t, err)
+		require.Equal(t, "renamed", got.Name)
+		read, err := s.Webhook(ctx, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, got, read)
+		require.False(t, read.Active)
+		require.Empty(t, read.Secret)
+		require.Equal(t, []notifier.EventType{notifier.EventServiceDown}, read.Events)
+		require.Equal(t, w.URL, read.URL, "fields left out stay")
+	})
+
+	t.Run("PingResult", func(t *testing.T) {
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		require.NoError(t, s.SetPingResult(ctx, w.ID, &notifier.PingResult{
+			OK: false, StatusCode: 503, Error: "receiver answered 503", Duration: 12 * time.Millisecond, At: at,
+		}))
+		got, err := s.Webhook(ctx, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, notifier.ReachabilityUnreachable, got.Reachability())
+		require.Equal(t, 503, got.LastPing.StatusCode)
+		require.Equal(t, at, got.LastPing.At)
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		require.NoError(t, s.DeleteWebhook(ctx, w.ID))
+		_, err := s.Webhook(ctx, w.ID)
+		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(s.DeleteWebhook(ctx, w.ID)))
+	})
+
+	t.Run("ErrNotFound", func(t *testing.T) {
+		_, err := s.Webhook(ctx, "wh_missing")
+		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+		_, err = s.UpdateWebhook(ctx, "wh_missing", &notifier.WebhookUpdate{})
+		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+	})
+}
+
+func TestWebhooks_Pagination(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t)
+	want := map[string]bool{}
+	for range 7 {
+		want[MustCreateWebhook(t, s, true, notifier.EventOrderFilled).ID] = true
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	pages := 0
+	for {
+		page, err := s.Webhooks(ctx, 3, cursor)
+		require.NoError(t, err)
+		pages++
+		for _, w := range page.Webhooks {
+			require.False(t, seen[w.ID], "webhook %s listed twice", w.ID)
+			seen[w.ID] = true
+			require.NotEmpty(t, w.Events)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	require.Equal(t, want, seen)
+	require.Equal(t, 3, pages)
+
+	_, err := s.Webhooks(ctx, 3, "not-a-cursor!")
+	require.Equal(t, notifier.EINVALID, notifier.ErrorCode(err))
+}
+
+func TestEvents_Idempotent(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t)
+	ev := MustPublish(t, s, notifier.EventOrderFilled)
+	body, err := ev.Envelope()
+	require.NoError(t, err)
+
+	stored, created, err := s.CreateEvent(ctx, ev, body)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, body, stored.Body)
+	require.True(t, stored.SameContent(ev))
+
+	other := *ev
+	other.Data = []byte(`{"symbol":"ETHUSDT"}`)
+	require.False(t, stored.SameContent(&other))
+}
+
+func TestFanOut(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t)
+	subscribed := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	also := MustCreateWebhook(t, s, true, notifier.EventOrderFilled, notifier.EventOrderPlaced)
+	MustCreateWebhook(t, s, false, notifier.EventOrderFilled)  // inactive
+	MustCreateWebhook(t, s, true, notifier.EventSignalEmitted) // other type
+	ev := MustPublish(t, s, notifier.EventOrderFilled)
+
+	targets, err := s.FanOut(ctx, ev.ID)
+	require.NoError(t, err)
+	var got []string
+	for _, tg := range targets {
+		require.Equal(t, notifier.DeliveryID(ev.ID, tg.WebhookID), tg.DeliveryID)
+		got = append(got, tg.WebhookID)
+	}
+	require.ElementsMatch(t, []string{subscribed.ID, also.ID}, got)
+
+	again, err := s.FanOut(ctx, ev.ID)
+	require.NoError(t, err)
+	require.ElementsMatch(t, targets, again, "fanning out again starts nothing new")
+
+	// Once a delivery has made an attempt, fanning out again leaves it be.
+	d := targets[0]
+	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+		DeliveryID: d.DeliveryID, Run: 1, Number: 1, StartedAt: time.Now(), URL: d.URL, StatusCode: 200,
+	}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
+	again, err = s.FanOut(ctx, ev.ID)
+	require.NoError(t, err)
+	require.Equal(t, []sqlstore.Target{targets[1]}, again)
+
+	_, err = s.FanOut(ctx, "evt_missing")
+	require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+}
+
+func TestRecordAttempt(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t)
+	w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	ev := MustPublish(t, s, notifier.EventOrderFilled)
+	targets, err := s.FanOut(ctx, ev.ID)
+	require.NoError(t, err)
+	id := targets[0].DeliveryID
+
+	d, err := s.Delivery(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, notifier.DeliveryPending, d.Status)
+	require.Equal(t, w.ID, d.WebhookID)
+	require.Equal(t, notifier.EventOrderFilled, d.EventType)
+
+	next := time.Now().Add(10 * time.Second).UTC().Truncate(time.Microsecond)
+	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+		DeliveryID: id, Run: 1, Number: 1, StartedAt: time.Now(), Duration: 30 * time.Millisecond,
+		URL: w.URL, StatusCode: 500, ResponseHeaders: map[string]string{"Content-Type": "text/plain"},
+		ResponseBody: "boom", ErrorClass: notifier.ErrClassHTTPStatus, Error: "receiver answered 500",
+	}, sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}))
+
+	d, err = s.Delivery(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, notifier.DeliveryRetrying, d.Status)
+	require.Equal(t, 1, d.Attempts)
+	require.Equal(t, 500, d.LastStatusCode)
+	require.Equal(t, next, *d.NextAttemptAt)
+	require.Nil(t, d.CompletedAt)
+
+	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+		DeliveryID: id, Run: 1, Number: 2, StartedAt: time.Now(), URL: w.URL, StatusCode: 204,
+	}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
+	d, err = s.Delivery(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, notifier.DeliverySucceeded, d.Status)
+	require.Equal(t, 2, d.Attempts)
+	require.Nil(t, d.NextAttemptAt)
+	require.NotNil(t, d.CompletedAt)
+
+	// A late failure cannot undo a success.
+	require.NoError(t, s.FinishDelivery(ctx, id, notifier.DeliveryFailed, "late"))
+	d, err = s.Delivery(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, notifier.DeliverySucceeded, d.Status)
+
+	attempts, err := s.Attempts(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, attempts, 2)
+	require.Equal(t, 1, attempts[0].Number)
+	require.Equal(t, "boom", attempts[0].ResponseBody)
+	require.Equal(t, "text/plain", attempts[0].ResponseHeaders["Content-Type"])
+	require.Equal(t, notifier.ErrClassHTTPStatus, attempts[0].ErrorClass)
+	require.Equal(t, 204, attempts[1].StatusCode)
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "notifier.db")
+	s, err := sqlstore.OpenSQLite(ctx, path)
+	require.NoError(t, err)
+	w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	require.NoError(t, s.Close())
+
+	s, err = sqlstore.OpenSQLite(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	got, err := s.Webhook(ctx, w.ID)
+	require.NoError(t, err)
+	require.Equal(t, w.Name, got.Name)
+}

@@ -1,0 +1,203 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/sqlstore"
+	"github.com/barfinex/notifier/workflows"
+)
+
+// a names activities for the mocks; its fields are never used.
+var a *activities.Activities
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	t.Cleanup(func() { env.AssertExpectations(t) })
+	return env
+}
+
+func deliveryInput() workflows.DeliveryInput {
+	return workflows.DeliveryInput{
+		DeliveryID: notifier.DeliveryID("evt_1", "wh_1"),
+		EventID:    "evt_1",
+		EventType:  notifier.EventOrderFilled,
+		WebhookID:  "wh_1",
+		Body:       []byte(`{"id":"evt_1"}`),
+		Run:        1,
+		Retry:      activities.DefaultRetry,
+	}
+}
+
+func attemptFailed(msg string) error {
+	return temporal.NewApplicationError(msg, activities.ErrAttemptFailed, notifier.ErrClassHTTPStatus)
+}
+
+func TestDelivery_RetryScheduleThenFail(t *testing.T) {
+	env := newEnv(t)
+	var calls []time.Time
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls = append(calls, env.Now())
+			return nil, attemptFailed("deliver: receiver answered 500")
+		})
+	env.OnActivity(a.FinishDelivery, mock.Anything, activities.FinishDeliveryInput{
+		DeliveryID: deliveryInput().DeliveryID,
+		Status:     notifier.DeliveryFailed,
+		Reason:     "deliver: receiver answered 500",
+	}).Return(nil).Once()
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.Len(t, calls, 4, "four attempts, then no more")
+	var gaps []time.Duration
+	for i := 1; i < len(calls); i++ {
+		gaps = append(gaps, calls[i].Sub(calls[i-1]))
+	}
+	require.Equal(t, []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second}, gaps)
+
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
+	require.Equal(t, workflows.ErrDeliveryFailed, appErr.Type())
+	require.Contains(t, appErr.Message(), "receiver answered 500")
+}
+
+func TestDelivery_SuccessOnSecondAttemptStops(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls++
+			if calls == 1 {
+				return nil, attemptFailed("deliver: receiver answered 503")
+			}
+			return &activities.DeliverResult{Recorded: true, Attempt: &notifier.Attempt{
+				DeliveryID: in.DeliveryID, Run: 1, Number: calls, StatusCode: 200,
+			}}, nil
+		})
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 2, calls)
+	var res workflows.DeliveryResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, workflows.DeliveryResult{Status: notifier.DeliverySucceeded, Attempts: 2, StatusCode: 200}, res)
+}
+
+func TestDelivery_WebhookDeactivatedStopsRetries(t *testing.T) {
+	for _, errType := range []string{activities.ErrWebhookInactive, activities.ErrWebhookDeleted} {
+		t.Run(errType, func(t *testing.T) {
+			env := newEnv(t)
+			calls := 0
+			env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+				func(context.Context, activities.DeliverInput) (*activities.DeliverResult, error) {
+					calls++
+					if calls == 1 {
+						return nil, attemptFailed("deliver: receiver answered 500")
+					}
+					return nil, temporal.NewNonRetryableApplicationError("deliver: webhook gone", errType, nil)
+				})
+			env.OnActivity(a.FinishDelivery, mock.Anything, activities.FinishDeliveryInput{
+				DeliveryID: deliveryInput().DeliveryID,
+				Status:     notifier.DeliveryCanceled,
+				Reason:     "deliver: webhook gone",
+			}).Return(nil).Once()
+
+			env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, 2, calls, "no attempt after the webhook went away")
+			var res workflows.DeliveryResult
+			require.NoError(t, env.GetWorkflowResult(&res))
+			require.Equal(t, notifier.DeliveryCanceled, res.Status)
+		})
+	}
+}
+
+func TestDelivery_RefusedTargetIsNotRetried(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls++
+			return nil, temporal.NewNonRetryableApplicationError("deliver: refused", activities.ErrRefusedTarget, nil)
+		})
+	env.OnActivity(a.FinishDelivery, mock.Anything, mock.MatchedBy(func(in activities.FinishDeliveryInput) bool {
+		return in.Status == notifier.DeliveryFailed
+	})).Return(nil).Once()
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.Error(t, env.GetWorkflowError())
+	require.Equal(t, 1, calls)
+}
+
+func TestDelivery_UnloggedSuccessIsLogged(t *testing.T) {
+	env := newEnv(t)
+	att := &notifier.Attempt{DeliveryID: deliveryInput().DeliveryID, Run: 1, Number: 1, StatusCode: 202}
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).
+		Return(&activities.DeliverResult{Attempt: att, Recorded: false}, nil).Once()
+	env.OnActivity(a.RecordAttempt, mock.Anything, mock.MatchedBy(func(in activities.RecordAttemptInput) bool {
+		return in.Attempt.Number == 1 && in.Attempt.StatusCode == 202
+	})).Return(errors.New("database is locked")).Once()
+	env.OnActivity(a.RecordAttempt, mock.Anything, mock.Anything).Return(nil).Once()
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.NoError(t, env.GetWorkflowError())
+}
+
+func TestEvent_FansOutToChildDeliveries(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.DeliveryWorkflow)
+	targets := []sqlstore.Target{
+		{DeliveryID: notifier.DeliveryID("evt_1", "wh_a"), WebhookID: "wh_a", WebhookName: "a", URL: "https://a.example/h"},
+		{DeliveryID: notifier.DeliveryID("evt_1", "wh_b"), WebhookID: "wh_b", WebhookName: "b", URL: "https://b.example/h"},
+	}
+	retry := activities.DefaultRetry
+	env.OnActivity(a.FanOut, mock.Anything, activities.FanOutInput{EventID: "evt_1"}).
+		Return(&activities.FanOutResult{Targets: targets, Retry: retry}, nil).Once()
+	env.OnWorkflow(workflows.DeliveryWorkflow, mock.Anything, mock.Anything).
+		Return(&workflows.DeliveryResult{Status: notifier.DeliverySucceeded}, nil)
+	started := map[string]workflows.DeliveryInput{}
+	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, args converter.EncodedValues) {
+		var in workflows.DeliveryInput
+		require.NoError(t, args.Get(&in))
+		require.Equal(t, in.DeliveryID, info.WorkflowExecution.ID, "a delivery's workflow id is its id")
+		started[in.WebhookID] = in
+	})
+
+	body := []byte(`{"id":"evt_1","type":"order.filled"}`)
+	env.ExecuteWorkflow(workflows.EventWorkflow, workflows.EventInput{
+		EventID: "evt_1", EventType: notifier.EventOrderFilled, Body: body,
+	})
+
+	require.NoError(t, env.GetWorkflowError())
+	var res workflows.EventResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, []string{targets[0].DeliveryID, targets[1].DeliveryID}, res.DeliveryIDs)
+	require.Len(t, started, 2)
+	for _, tg := range targets {
+		in := started[tg.WebhookID]
+		require.Equal(t, tg.DeliveryID, in.DeliveryID)
+		require.Equal(t, body, in.Body)
+		require.Equal(t, 1, in.Run)
+		require.Equal(t, retry, in.Retry)
+	}
+}
