@@ -1,0 +1,420 @@
+package apiserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/apiserver"
+	"github.com/barfinex/notifier/internal/testenv"
+	"github.com/barfinex/notifier/sqlstore"
+	"github.com/barfinex/notifier/worker"
+)
+
+var devServer *testsuite.DevServer
+
+func TestMain(m *testing.M) {
+	srv, err := testenv.StartDevServer(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start temporal dev server:", err)
+		os.Exit(1)
+	}
+	devServer = srv
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+const token = "api-test-token"
+
+type api struct {
+	t     *testing.T
+	url   string
+	store *sqlstore.Store
+	logs  *syncWriter
+}
+
+// newAPI serves the API over a fresh store, with a worker of its own.
+func newAPI(t *testing.T) *api {
+	t.Helper()
+	store, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "n.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+
+	queue := "api-" + t.Name()
+	w := worker.New(devServer.Client(), queue, &activities.Activities{
+		Store:  store,
+		Sender: activities.NewSender(activities.SenderOptions{AllowPrivate: true, Timeout: 2 * time.Second}),
+		Retry:  activities.DefaultRetry,
+	})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	logs := &syncWriter{b: &strings.Builder{}}
+	srv := apiserver.New(store, devServer.Client(), apiserver.Config{
+		Token:         token,
+		URLPolicy:     notifier.URLPolicy{AllowHTTP: true},
+		MaxEventBytes: 1024,
+		TaskQueue:     queue,
+	}, slog.New(slog.NewJSONHandler(logs, nil)))
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &api{t: t, url: ts.URL, store: store, logs: logs}
+}
+
+// syncWriter lets the server's goroutines log into one buffer.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+type response struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+// do sends a request with the test token; raw is the body as is.
+func (a *api) do(method, path, raw string) response {
+	return a.doAuth(method, path, raw, "Bearer "+token)
+}
+
+func (a *api) doAuth(method, path, raw, auth string) response {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.url+path, strings.NewReader(raw))
+	require.NoError(a.t, err)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(a.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(a.t, err)
+	out := response{status: resp.StatusCode, raw: string(b)}
+	if len(b) > 0 {
+		require.NoError(a.t, json.Unmarshal(b, &out.body), string(b))
+	}
+	return out
+}
+
+func (r response) errorCode() string {
+	e, _ := r.body["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+func (r response) errorField() string {
+	e, _ := r.body["error"].(map[string]any)
+	f, _ := e["field"].(string)
+	return f
+}
+
+func (a *api) mustCreate(url string, extra string) map[string]any {
+	a.t.Helper()
+	r := a.do("POST", "/v1/webhooks", `{"name":"desk","url":"`+url+`","events":["order.filled"]`+extra+`}`)
+	require.Equal(a.t, http.StatusCreated, r.status, r.raw)
+	return r.body
+}
+
+func TestAuth(t *testing.T) {
+	a := newAPI(t)
+	for _, tc := range []struct{ name, auth string }{
+		{"ErrMissing", ""},
+		{"ErrWrong", "Bearer nope"},
+		{"ErrScheme", "Basic " + token},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.doAuth("GET", "/v1/webhooks", "", tc.auth)
+			require.Equal(t, http.StatusUnauthorized, r.status)
+			require.Equal(t, "unauthorized", r.errorCode())
+		})
+	}
+	t.Run("HealthNeedsNoToken", func(t *testing.T) {
+		require.Equal(t, http.StatusOK, a.doAuth("GET", "/healthz", "", "").status)
+		r := a.doAuth("GET", "/readyz", "", "")
+		require.Equal(t, http.StatusOK, r.status, r.raw)
+		require.Equal(t, true, r.body["ready"])
+	})
+}
+
+func TestCreateWebhook(t *testing.T) {
+	a := newAPI(t)
+
+	t.Run("OK", func(t *testing.T) {
+		recv := testenv.NewReceiver(t)
+		r := a.do("POST", "/v1/webhooks",
+			`{"name":"Desk","url":"`+recv.URL()+`","events":["order.filled","signal.emitted"],"secret":"top-secret-value","active":true}`)
+		require.Equal(t, http.StatusCreated, r.status, r.raw)
+		require.Regexp(t, `^wh_`, r.body["id"])
+		require.Equal(t, true, r.body["has_secret"])
+		require.Equal(t, "reachable", r.body["reachability"])
+		require.NotContains(t, r.raw, "top-secret-value")
+		ping := r.body["ping"].(map[string]any)
+		require.Equal(t, true, ping["ok"])
+		require.Equal(t, float64(200), ping["status_code"])
+
+		got := recv.WaitFor(t, "", 1, 5*time.Second)[0]
+		require.Equal(t, "ping", got.Header.Get("X-Barfinex-Event"))
+		require.True(t, notifier.VerifySignature("top-secret-value", got.Body, got.Header.Get("X-Barfinex-Signature")))
+		require.NotContains(t, a.logs.String(), "top-secret-value")
+	})
+
+	t.Run("UnreachableIsSaved", func(t *testing.T) {
+		closed := httptest.NewServer(http.NotFoundHandler())
+		url := closed.URL + "/hook"
+		closed.Close()
+		body := a.mustCreate(url, `,"active":true`)
+		require.Equal(t, "unreachable", body["reachability"])
+		ping := body["ping"].(map[string]any)
+		require.Equal(t, false, ping["ok"])
+		require.NotEmpty(t, ping["error"])
+
+		r := a.do("GET", "/v1/webhooks/"+body["id"].(string), "")
+		require.Equal(t, http.StatusOK, r.status)
+		require.Equal(t, "unreachable", r.body["reachability"])
+	})
+
+	t.Run("ActiveDefaultsToTrue", func(t *testing.T) {
+		body := a.mustCreate(testenv.NewReceiver(t).URL(), "")
+		require.Equal(t, true, body["active"])
+		require.Equal(t, false, body["has_secret"])
+	})
+
+	for _, tc := range []struct {
+		name, body, code, field string
+		status                  int
+	}{
+		{"ErrNameMissing", `{"url":"https://e.com/h","events":["order.filled"]}`, "invalid_argument", "name", 400},
+		{"ErrURLMissing", `{"name":"x","events":["order.filled"]}`, "invalid_argument", "url", 400},
+		{"ErrURLBad", `{"name":"x","url":"not a url","events":["order.filled"]}`, "invalid_argument", "url", 400},
+		{"ErrURLScheme", `{"name":"x","url":"ftp://e.com/h","events":["order.filled"]}`, "invalid_argument", "url", 400},
+		{"ErrEventsMissing", `{"name":"x","url":"https://e.com/h"}`, "invalid_argument", "events", 400},
+		{"ErrEventUnknown", `{"name":"x","url":"https://e.com/h","events":["order.lost"]}`, "invalid_argument", "events", 400},
+		{"ErrEventsType", `{"name":"x","url":"https://e.com/h","events":"order.filled"}`, "invalid_argument", "events", 400},
+		{"ErrActiveType", `{"name":"x","url":"https://e.com/h","events":["order.filled"],"active":"yes"}`, "invalid_argument", "active", 400},
+		{"ErrUnknownField", `{"name":"x","url":"https://e.com/h","events":["order.filled"],"colour":1}`, "invalid_argument", "colour", 400},
+		{"ErrBadJSON", `{"name":"x",`, "invalid_argument", "body", 400},
+		{"ErrTrailingData", `{"name":"x","url":"https://e.com/h","events":["order.filled"]} {}`, "invalid_argument", "body", 400},
+		{"ErrNotObject", `[1]`, "invalid_argument", "body", 400},
+		{"ErrEmpty", ``, "invalid_argument", "body", 400},
+		{"ErrTooLarge", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, "payload_too_large", "", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, err := a.store.Webhooks(context.Background(), 100, "")
+			require.NoError(t, err)
+			r := a.do("POST", "/v1/webhooks", tc.body)
+			require.Equal(t, tc.status, r.status, r.raw)
+			require.Equal(t, tc.code, r.errorCode())
+			require.Equal(t, tc.field, r.errorField())
+			after, err := a.store.Webhooks(context.Background(), 100, "")
+			require.NoError(t, err)
+			require.Len(t, after.Webhooks, len(before.Webhooks), "a refused request writes nothing")
+		})
+	}
+}
+
+func TestWebhookReadChangeDelete(t *testing.T) {
+	a := newAPI(t)
+	recv := testenv.NewReceiver(t)
+	id := a.mustCreate(recv.URL(), `,"secret":"s1"`)["id"].(string)
+	other := a.mustCreate(recv.URL(), "")["id"].(string)
+
+	t.Run("Get", func(t *testing.T) {
+		r := a.do("GET", "/v1/webhooks/"+id, "")
+		require.Equal(t, http.StatusOK, r.status)
+		require.Equal(t, id, r.body["id"])
+		require.NotContains(t, r.raw, `"secret"`)
+		require.NotContains(t, r.raw, "s1\"")
+	})
+	t.Run("List", func(t *testing.T) {
+		r := a.do("GET", "/v1/webhooks?limit=1", "")
+		require.Equal(t, http.StatusOK, r.status)
+		require.Len(t, r.body["items"], 1)
+		cursor := r.body["next_cursor"].(string)
+		require.NotEmpty(t, cursor)
+		r2 := a.do("GET", "/v1/webhooks?limit=1&cursor="+cursor, "")
+		require.Equal(t, http.StatusOK, r2.status)
+		ids := []any{r.body["items"].([]any)[0].(map[string]any)["id"], r2.body["items"].([]any)[0].(map[string]any)["id"]}
+		require.ElementsMatch(t, []any{id, other}, ids)
+		require.Equal(t, "", r2.body["next_cursor"])
+	})
+	t.Run("ErrListLimit", func(t *testing.T) {
+		r := a.do("GET", "/v1/webhooks?limit=0", "")
+		require.Equal(t, http.StatusBadRequest, r.status)
+		require.Equal(t, "limit", r.errorField())
+	})
+	t.Run("ErrListCursor", func(t *testing.T) {
+		require.Equal(t, http.StatusBadRequest, a.do("GET", "/v1/webhooks?cursor=%25%25", "").status)
+	})
+	t.Run("Patch", func(t *testing.T) {
+		r := a.do("PATCH", "/v1/webhooks/"+id, `{"name":"Renamed","active":false,"events":["service.down"],"secret":""}`)
+		require.Equal(t, http.StatusOK, r.status, r.raw)
+		require.Equal(t, "Renamed", r.body["name"])
+		require.Equal(t, false, r.body["active"])
+		require.Equal(t, false, r.body["has_secret"])
+		require.Equal(t, []any{"service.down"}, r.body["events"])
+		require.Equal(t, recv.URL(), r.body["url"])
+	})
+	for _, tc := range []struct{ name, body, field string }{
+		{"ErrPatchEventsEmpty", `{"events":[]}`, "events"},
+		{"ErrPatchURL", `{"url":"mailto:x@y"}`, "url"},
+		{"ErrPatchName", `{"name":""}`, "name"},
+		{"ErrPatchUnknownField", `{"id":"wh_x"}`, "id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.do("PATCH", "/v1/webhooks/"+other, tc.body)
+			require.Equal(t, http.StatusBadRequest, r.status, r.raw)
+			require.Equal(t, tc.field, r.errorField())
+			got := a.do("GET", "/v1/webhooks/"+other, "")
+			require.Equal(t, "desk", got.body["name"], "a refused change writes nothing")
+		})
+	}
+	t.Run("Ping", func(t *testing.T) {
+		n := len(recv.Requests())
+		r := a.do("POST", "/v1/webhooks/"+other+"/ping", "")
+		require.Equal(t, http.StatusOK, r.status, r.raw)
+		require.Equal(t, true, r.body["ping"].(map[string]any)["ok"])
+		require.Len(t, recv.Requests(), n+1)
+	})
+	t.Run("Delete", func(t *testing.T) {
+		require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/webhooks/"+id, "").status)
+		require.Equal(t, http.StatusNotFound, a.do("GET", "/v1/webhooks/"+id, "").status)
+		require.Equal(t, http.StatusNotFound, a.do("DELETE", "/v1/webhooks/"+id, "").status)
+	})
+	for _, path := range []string{"/v1/webhooks/wh_aaaaaaaaaaaaaaaaaaaaaaaaaa", "/v1/webhooks/not-an-id"} {
+		t.Run("ErrNotFound"+path, func(t *testing.T) {
+			for _, method := range []string{"GET", "PATCH", "DELETE"} {
+				r := a.do(method, path, `{"name":"x"}`)
+				require.Equal(t, http.StatusNotFound, r.status, method)
+				require.Equal(t, "not_found", r.errorCode())
+			}
+			require.Equal(t, http.StatusNotFound, a.do("POST", path+"/ping", "").status)
+		})
+	}
+}
+
+func TestPublishEvent(t *testing.T) {
+	a := newAPI(t)
+	recv := testenv.NewReceiver(t)
+	webhookID := a.mustCreate(recv.URL(), "")["id"].(string)
+
+	t.Run("OK", func(t *testing.T) {
+		r := a.do("POST", "/v1/events", `{"type":"order.filled","data":{"symbol":"BTCUSDT"},"timestamp":"2026-03-27T14:00:00+02:00"}`)
+		require.Equal(t, http.StatusAccepted, r.status, r.raw)
+		id := r.body["id"].(string)
+		require.Regexp(t, `^evt_`, id)
+		require.Equal(t, "2026-03-27T12:00:00.000Z", r.body["timestamp"])
+		require.Equal(t, false, r.body["duplicate"])
+
+		got := recv.WaitFor(t, id, 1, 10*time.Second)[0]
+		require.JSONEq(t, `{"id":"`+id+`","type":"order.filled","timestamp":"2026-03-27T12:00:00.000Z","data":{"symbol":"BTCUSDT"}}`, string(got.Body))
+
+		// The delivery's record shows the attempt.
+		deliveryID := notifier.DeliveryID(id, webhookID)
+		var d response
+		require.Eventually(t, func() bool {
+			d = a.do("GET", "/v1/deliveries/"+deliveryID, "")
+			return d.status == http.StatusOK && d.body["status"] == "succeeded"
+		}, 10*time.Second, 20*time.Millisecond)
+		require.Equal(t, float64(1), d.body["attempts"])
+		require.Equal(t, id, d.body["event"].(map[string]any)["id"])
+	})
+
+	t.Run("Duplicate", func(t *testing.T) {
+		body := `{"id":"ord-1:filled","type":"order.filled","data":{"symbol":"ETHUSDT"}}`
+		first := a.do("POST", "/v1/events", body)
+		require.Equal(t, http.StatusAccepted, first.status, first.raw)
+		second := a.do("POST", "/v1/events", body)
+		require.Equal(t, http.StatusAccepted, second.status)
+		require.Equal(t, true, second.body["duplicate"])
+		require.Equal(t, first.body["timestamp"], second.body["timestamp"])
+	})
+
+	for _, tc := range []struct {
+		name, body, code, field string
+		status                  int
+	}{
+		{"ErrTypeMissing", `{"data":{}}`, "invalid_argument", "type", 400},
+		{"ErrTypeUnknown", `{"type":"order.cancelled","data":{}}`, "invalid_argument", "type", 400},
+		{"ErrTypePing", `{"type":"ping","data":{}}`, "invalid_argument", "type", 400},
+		{"ErrDataArray", `{"type":"order.filled","data":[]}`, "invalid_argument", "data", 400},
+		{"ErrTimestamp", `{"type":"order.filled","data":{},"timestamp":"yesterday"}`, "invalid_argument", "timestamp", 400},
+		{"ErrID", `{"id":"has space","type":"order.filled","data":{}}`, "invalid_argument", "id", 400},
+		{"ErrUnknownField", `{"type":"order.filled","data":{},"priority":1}`, "invalid_argument", "priority", 400},
+		{"ErrBadJSON", `{"type":`, "invalid_argument", "body", 400},
+		{"ErrDataTooLarge", `{"type":"order.filled","data":{"x":"` + strings.Repeat("y", 2000) + `"}}`, "payload_too_large", "", 413},
+		{"ErrBodyTooLarge", `{"type":"order.filled","data":{"x":"` + strings.Repeat("y", 10<<10) + `"}}`, "payload_too_large", "", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.do("POST", "/v1/events", tc.body)
+			require.Equal(t, tc.status, r.status, r.raw)
+			require.Equal(t, tc.code, r.errorCode())
+			require.Equal(t, tc.field, r.errorField())
+		})
+	}
+}
+
+func TestEventTypes(t *testing.T) {
+	a := newAPI(t)
+	r := a.do("GET", "/v1/event-types", "")
+	require.Equal(t, http.StatusOK, r.status)
+	items := r.body["items"].([]any)
+	types := map[string]map[string]any{}
+	for _, it := range items {
+		m := it.(map[string]any)
+		types[m["type"].(string)] = m
+	}
+	for _, want := range []string{"signal.emitted", "decision.made", "risk.blocked", "order.placed",
+		"order.filled", "service.up", "service.down", "deployment.created", "deployment.updated",
+		"deployment.deleted", "alert.triggered", "alert.resolved", "ping"} {
+		require.Contains(t, types, want)
+		require.NotEmpty(t, types[want]["description"])
+		require.Equal(t, "object", types[want]["schema"].(map[string]any)["type"])
+	}
+}
+
+func TestDelivery_ErrNotFound(t *testing.T) {
+	a := newAPI(t)
+	for _, id := range []string{"dlv_aaaaaaaaaaaaaaaaaaaaaaaaaa", "nope"} {
+		r := a.do("GET", "/v1/deliveries/"+id, "")
+		require.Equal(t, http.StatusNotFound, r.status)
+		require.Equal(t, "not_found", r.errorCode())
+	}
+}
+
+func TestUnknownRoute(t *testing.T) {
+	a := newAPI(t)
+	r := a.do("GET", "/v1/nothing-here", "")
+	require.Equal(t, http.StatusNotFound, r.status)
+	require.Equal(t, "not_found", r.errorCode())
+	r = a.do("PUT", "/v1/webhooks", "")
+	require.Equal(t, http.StatusMethodNotAllowed, r.status)
+}
