@@ -12,7 +12,7 @@ export GOBIN := $(BIN)
 # detector; the rest run without it, which keeps `make test` quick.
 RACE_PKGS := ./activities/... ./apiserver/... ./sqlstore/... ./cmd/...
 
-.PHONY: run build test lint unit tools clean
+.PHONY: run build test lint unit histories tools clean
 
 ## run: start a Temporal dev server, the API and a worker (Ctrl-C stops all)
 run: build $(BIN)/temporal
@@ -34,6 +34,14 @@ unit: $(BIN)/temporal
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 -race $(RACE_PKGS)
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 \
 		$(filter-out $(shell go list $(RACE_PKGS)),$(shell go list ./...))
+
+## histories: capture workflow histories from the end-to-end tests for the
+## replay test; run after a deliberate, compatible change to a workflow
+histories: $(BIN)/temporal
+	mkdir -p workflows/testdata/histories
+	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal \
+	NOTIFIER_CAPTURE_HISTORIES=$(CURDIR)/workflows/testdata/histories \
+		go test -count=1 -run 'TestEndToEnd' ./cmd/notifier/
 
 tools: $(BIN)/temporal $(BIN)/staticcheck $(BIN)/workflowcheck
 

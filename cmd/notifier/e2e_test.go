@@ -16,7 +16,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/internal/testenv"
@@ -194,6 +198,47 @@ func waitWorkflow(t *testing.T, id string) error {
 	return devServer.Client().GetWorkflow(ctx, id, "").Get(ctx, nil)
 }
 
+// captureHistory writes the history of a closed workflow to
+// $NOTIFIER_CAPTURE_HISTORIES/name.json when that variable is set (see
+// `make histories`); the workflows package replays these files.
+func captureHistory(t *testing.T, name, workflowID string) {
+	t.Helper()
+	dir := os.Getenv("NOTIFIER_CAPTURE_HISTORIES")
+	if dir == "" {
+		return
+	}
+	ctx := context.Background()
+	iter := devServer.Client().GetWorkflowHistory(ctx, workflowID, "", false,
+		enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var history historypb.History
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		history.Events = append(history.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&history)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644))
+}
+
+// requireNotInHistory fails the test if s appears in any event of the
+// workflow's history, payloads included.
+func requireNotInHistory(t *testing.T, workflowID, s string) {
+	t.Helper()
+	iter := devServer.Client().GetWorkflowHistory(context.Background(), workflowID, "", false,
+		enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	n := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		raw, err := proto.Marshal(ev)
+		require.NoError(t, err)
+		require.False(t, bytes.Contains(raw, []byte(s)), "history of %s holds %q", workflowID, s)
+		n++
+	}
+	require.NotZero(t, n)
+}
+
 // waitDelivery waits for the delivery of an event to a webhook to end and
 // returns its workflow's error. The delivery's workflow exists once its
 // event's workflow has finished.
@@ -267,6 +312,13 @@ func TestEndToEnd_DeliversSignedEnvelope(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "succeeded", d.Status)
 	require.Equal(t, 1, d.Attempts)
+	pingID := workflows.PingWorkflowID(webhookID, ping.Header.Get("X-Barfinex-Event-Id"))
+	for _, id := range []string{deliveryID, workflows.EventWorkflowID(ev.ID), pingID} {
+		requireNotInHistory(t, id, secret)
+	}
+	captureHistory(t, "delivery-first-attempt", deliveryID)
+	captureHistory(t, "ping", pingID)
+	captureHistory(t, "event-one-webhook", workflows.EventWorkflowID(ev.ID))
 }
 
 func TestEndToEnd_RetriesUntilAccepted(t *testing.T) {
@@ -296,6 +348,7 @@ func TestEndToEnd_RetriesUntilAccepted(t *testing.T) {
 		require.Equal(t, i+1, d.AttemptLog[i].Number)
 		require.Equal(t, want, d.AttemptLog[i].StatusCode)
 	}
+	captureHistory(t, "delivery-third-attempt", deliveryID)
 }
 
 func TestEndToEnd_FailsAfterFourAttempts(t *testing.T) {
@@ -312,6 +365,7 @@ func TestEndToEnd_FailsAfterFourAttempts(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "failed", d.Status)
 	require.Equal(t, 4, d.Attempts)
+	captureHistory(t, "delivery-failed", deliveryID)
 }
 
 func TestEndToEnd_FanOutToSubscribedActiveWebhooks(t *testing.T) {
@@ -338,6 +392,7 @@ func TestEndToEnd_FanOutToSubscribedActiveWebhooks(t *testing.T) {
 	}
 	require.Len(t, subscribed.WaitFor(t, ev.ID, 1, time.Second), 1)
 	require.Len(t, alsoSubscribed.WaitFor(t, ev.ID, 1, time.Second), 1)
+	captureHistory(t, "event-two-webhooks", workflows.EventWorkflowID(ev.ID))
 	for _, r := range []*testenv.Receiver{inactive, otherType} {
 		for _, req := range r.Requests() {
 			require.NotEqual(t, ev.ID, req.Header.Get("X-Barfinex-Event-Id"))
@@ -386,6 +441,7 @@ func TestEndToEnd_DeactivatedWebhookStopsRetries(t *testing.T) {
 	var d deliveryOut
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "canceled", d.Status)
+	captureHistory(t, "delivery-canceled", deliveryID)
 }
 
 func TestEndToEnd_WorkerRestartMidRetry(t *testing.T) {
