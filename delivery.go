@@ -57,8 +57,10 @@ const (
 // Attempt is one HTTP POST of a delivery.
 type Attempt struct {
 	DeliveryID string
-	// Run counts the runs of a delivery: 1 for the first, one more for each
-	// manual retry.
+	// RunID names the workflow run that made the attempt. Run counts the
+	// runs of the delivery in order, from 1; every run after the first was
+	// started by hand (a retry through the API, or a reset in Temporal).
+	RunID      string
 	Run        int
 	Number     int
 	StartedAt  time.Time
@@ -72,6 +74,9 @@ type Attempt struct {
 	ErrorClass      string
 	Error           string
 }
+
+// Manual reports whether the attempt belongs to a run started by hand.
+func (a *Attempt) Manual() bool { return a.Run > 1 }
 
 // OK reports whether the receiver accepted the attempt.
 func (a *Attempt) OK() bool { return a.ErrorClass == "" && a.StatusCode >= 200 && a.StatusCode < 300 }

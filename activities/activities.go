@@ -20,7 +20,8 @@ import (
 // Application error types that activities return. The non-retryable ones are
 // also listed in the workflows' retry policies.
 const (
-	// ErrAttemptFailed: a receiver did not accept a delivery; retried.
+	// ErrAttemptFailed: a receiver did not accept an attempt. The workflow
+	// makes the next attempt on the delivery's schedule.
 	ErrAttemptFailed = "AttemptFailed"
 	// ErrRefusedTarget: the receiver's address is not allowed; not retried.
 	ErrRefusedTarget = "RefusedTarget"
@@ -94,9 +95,10 @@ type DeliverInput struct {
 	EventType  notifier.EventType
 	WebhookID  string
 	// Body is the envelope, the same bytes on every attempt.
-	Body  []byte
-	Run   int
-	Retry RetryConfig
+	Body []byte
+	// Attempt counts the attempts of this run of the delivery, from 1.
+	Attempt int
+	Retry   RetryConfig
 }
 
 // DeliverResult describes the attempt that succeeded.
@@ -107,11 +109,16 @@ type DeliverResult struct {
 	Recorded bool
 }
 
-// Deliver makes one attempt of a delivery and records it.
+// AttemptFailure is the detail of an ErrAttemptFailed error.
+type AttemptFailure struct {
+	StatusCode int
+	ErrorClass string
+}
+
+// Deliver makes one attempt of a delivery and records it. A receiver's
+// failure is an ErrAttemptFailed error carrying an AttemptFailure.
 func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResult, error) {
 	logger := activity.GetLogger(ctx)
-	number := int(activity.GetInfo(ctx).Attempt)
-
 	webhook, err := a.Store.Webhook(ctx, in.WebhookID)
 	switch {
 	case notifier.ErrorCode(err) == notifier.ENOTFOUND:
@@ -125,17 +132,18 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	}
 
 	headers := deliveryHeaders(webhook, in.EventType, in.EventID, in.DeliveryID, in.Body)
-	headers.Set("X-Barfinex-Attempt", strconv.Itoa(number))
+	headers.Set("X-Barfinex-Attempt", strconv.Itoa(in.Attempt))
 	att := a.Sender.Post(ctx, Request{URL: webhook.URL, Body: in.Body, Headers: headers})
-	att.DeliveryID, att.Run, att.Number = in.DeliveryID, in.Run, number
+	att.DeliveryID, att.Number = in.DeliveryID, in.Attempt
+	att.RunID = activity.GetInfo(ctx).WorkflowExecution.RunID
 
 	out := sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}
 	switch {
 	case att.OK():
-	case att.ErrorClass == notifier.ErrClassRefused || number >= in.Retry.MaximumAttempts:
+	case att.ErrorClass == notifier.ErrClassRefused || in.Attempt >= in.Retry.MaximumAttempts:
 		out.Status = notifier.DeliveryFailed
 	default:
-		next := time.Now().Add(in.Retry.Delay(number))
+		next := time.Now().Add(in.Retry.Delay(in.Attempt))
 		out = sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}
 	}
 	// The POST happened: log it even if the worker is stopping.
@@ -143,42 +151,67 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	defer cancel()
 	recErr := a.Store.RecordAttempt(recCtx, att, out)
 	if recErr != nil {
-		logger.Error("record attempt", "delivery_id", in.DeliveryID, "attempt", number, "err", recErr)
+		logger.Error("record attempt", "delivery_id", in.DeliveryID, "attempt", in.Attempt, "err", recErr)
 	}
 	logger.Info("delivery attempt", "delivery_id", in.DeliveryID, "webhook_id", in.WebhookID,
-		"event_id", in.EventID, "attempt", number, "status_code", att.StatusCode,
+		"event_id", in.EventID, "attempt", in.Attempt, "status_code", att.StatusCode,
 		"error_class", att.ErrorClass)
 
-	switch {
-	case att.OK():
+	if att.OK() {
 		return &DeliverResult{Attempt: att, Recorded: recErr == nil}, nil
-	case att.ErrorClass == notifier.ErrClassRefused:
-		return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, ErrRefusedTarget, nil)
-	default:
-		return nil, temporal.NewApplicationError("deliver: "+att.Error, ErrAttemptFailed, att.ErrorClass)
 	}
+	errType := ErrAttemptFailed
+	if att.ErrorClass == notifier.ErrClassRefused {
+		errType = ErrRefusedTarget
+	}
+	return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, errType, nil,
+		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass})
 }
 
-// RecordAttemptInput is an attempt the Deliver activity could not log.
+// RecordAttemptInput is an attempt to log, with what it changes on its
+// delivery.
 type RecordAttemptInput struct {
-	Attempt *notifier.Attempt
+	Attempt       *notifier.Attempt
+	Status        notifier.DeliveryStatus
+	NextAttemptAt *time.Time
 }
 
-// RecordAttempt logs a successful attempt and marks its delivery succeeded.
+// RecordAttempt logs an attempt the Deliver activity could not log itself.
 func (a *Activities) RecordAttempt(ctx context.Context, in RecordAttemptInput) error {
-	return a.Store.RecordAttempt(ctx, in.Attempt, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded})
+	in.Attempt.RunID = activity.GetInfo(ctx).WorkflowExecution.RunID
+	return a.Store.RecordAttempt(ctx, in.Attempt, sqlstore.AttemptOutcome{
+		Status: in.Status, NextAttemptAt: in.NextAttemptAt,
+	})
 }
 
 // FinishDeliveryInput ends a delivery that did not succeed.
 type FinishDeliveryInput struct {
 	DeliveryID string
+	WebhookID  string
 	Status     notifier.DeliveryStatus
-	Reason     string
+	// Reason is why it failed; a cancellation's reason is found here.
+	Reason string
 }
 
-// FinishDelivery marks a delivery failed or canceled in the log.
-func (a *Activities) FinishDelivery(ctx context.Context, in FinishDeliveryInput) error {
-	return a.Store.FinishDelivery(ctx, in.DeliveryID, in.Status, in.Reason)
+// FinishDelivery marks a delivery failed or canceled in the log and returns
+// the reason it recorded. A cancellation's reason is the state of the
+// webhook: deleted, deactivated, or neither, when an operator canceled.
+func (a *Activities) FinishDelivery(ctx context.Context, in FinishDeliveryInput) (string, error) {
+	reason := in.Reason
+	if in.Status == notifier.DeliveryCanceled {
+		w, err := a.Store.Webhook(ctx, in.WebhookID)
+		switch {
+		case notifier.ErrorCode(err) == notifier.ENOTFOUND:
+			reason = "canceled: the webhook was deleted"
+		case err != nil:
+			return "", err
+		case !w.Active:
+			reason = "canceled: the webhook was deactivated"
+		default:
+			reason = "canceled by an operator"
+		}
+	}
+	return reason, a.Store.FinishDelivery(ctx, in.DeliveryID, in.Status, reason)
 }
 
 // PingInput names the webhook to test and the ping envelope to send.

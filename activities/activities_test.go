@@ -158,7 +158,7 @@ func (f *fixture) deliveryTo(t *testing.T, url, secret string, active bool) acti
 	}
 	return activities.DeliverInput{
 		DeliveryID: notifier.DeliveryID(ev.ID, w.ID), EventID: ev.ID, EventType: ev.Type,
-		WebhookID: w.ID, Body: body, Run: 1, Retry: activities.DefaultRetry,
+		WebhookID: w.ID, Body: body, Attempt: 1, Retry: activities.DefaultRetry,
 	}
 }
 
@@ -201,7 +201,7 @@ func TestDeliver_NoSecretNoSignature(t *testing.T) {
 	require.False(t, signed)
 }
 
-func TestDeliver_FailedAttemptIsRetryableAndLogged(t *testing.T) {
+func TestDeliver_FailedAttemptIsLogged(t *testing.T) {
 	f := newFixture(t)
 	r := testenv.NewReceiver(t, http.StatusServiceUnavailable)
 	in := f.deliveryTo(t, r.URL(), "k", true)
@@ -210,7 +210,9 @@ func TestDeliver_FailedAttemptIsRetryableAndLogged(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
 	require.Equal(t, activities.ErrAttemptFailed, appErr.Type())
-	require.False(t, appErr.NonRetryable())
+	var failure activities.AttemptFailure
+	require.NoError(t, appErr.Details(&failure))
+	require.Equal(t, activities.AttemptFailure{StatusCode: 503, ErrorClass: notifier.ErrClassHTTPStatus}, failure)
 
 	d, err := f.store.Delivery(context.Background(), in.DeliveryID)
 	require.NoError(t, err)

@@ -418,3 +418,150 @@ func TestUnknownRoute(t *testing.T) {
 	r = a.do("PUT", "/v1/webhooks", "")
 	require.Equal(t, http.StatusMethodNotAllowed, r.status)
 }
+
+// seedDeliveries publishes n events straight into the store, fanned out to
+// one webhook, and gives the deliveries statuses in turn; it returns the
+// delivery ids by status.
+func seedDeliveries(t *testing.T, store *sqlstore.Store, webhookID string, n int) map[string][]string {
+	t.Helper()
+	ctx := context.Background()
+	types := []notifier.EventType{notifier.EventOrderFilled, notifier.EventSignalEmitted}
+	byStatus := map[string][]string{}
+	for i := range n {
+		typ := types[i%len(types)]
+		ev, err := notifier.NewEvent("", typ, time.Time{}, []byte(`{"i":`+fmt.Sprint(i)+`}`), time.Now())
+		require.NoError(t, err)
+		body, err := ev.Envelope()
+		require.NoError(t, err)
+		_, _, err = store.CreateEvent(ctx, ev, body)
+		require.NoError(t, err)
+		targets, err := store.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		require.Len(t, targets, 1)
+		id := targets[0].DeliveryID
+		status := notifier.DeliveryPending
+		switch i % 3 {
+		case 1:
+			status = notifier.DeliveryFailed
+			require.NoError(t, store.FinishDelivery(ctx, id, status, "receiver answered 500"))
+		case 2:
+			status = notifier.DeliverySucceeded
+			require.NoError(t, store.RecordAttempt(ctx, &notifier.Attempt{
+				DeliveryID: id, RunID: "r1", Number: 1, StartedAt: time.Now(), URL: "https://e.com", StatusCode: 200,
+			}, sqlstore.AttemptOutcome{Status: status}))
+		}
+		byStatus[string(status)+"/"+string(typ)] = append(byStatus[string(status)+"/"+string(typ)], id)
+		byStatus[string(status)] = append(byStatus[string(status)], id)
+		byStatus[""] = append(byStatus[""], id)
+	}
+	return byStatus
+}
+
+// listAll pages through a webhook's deliveries with the given query and
+// returns the ids in order, failing on any id seen twice.
+func (a *api) listAll(webhookID, query string, limit int) []string {
+	a.t.Helper()
+	var ids []string
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(a.t, pages, 1000)
+		r := a.do("GET", fmt.Sprintf("/v1/webhooks/%s/deliveries?limit=%d&cursor=%s&%s",
+			webhookID, limit, cursor, query), "")
+		require.Equal(a.t, http.StatusOK, r.status, r.raw)
+		for _, it := range r.body["items"].([]any) {
+			id := it.(map[string]any)["id"].(string)
+			require.False(a.t, seen[id], "delivery %s listed twice", id)
+			seen[id] = true
+			ids = append(ids, id)
+		}
+		cursor = r.body["next_cursor"].(string)
+		if cursor == "" {
+			return ids
+		}
+	}
+}
+
+func TestListDeliveries(t *testing.T) {
+	a := newAPI(t)
+	recv := testenv.NewReceiver(t)
+	r := a.do("POST", "/v1/webhooks", `{"name":"desk","url":"`+recv.URL()+`","events":["order.filled","signal.emitted"]}`)
+	require.Equal(t, http.StatusCreated, r.status)
+	webhookID := r.body["id"].(string)
+	before := time.Now()
+	byStatus := seedDeliveries(t, a.store, webhookID, 300)
+
+	t.Run("AllPagesNothingSkipped", func(t *testing.T) {
+		got := a.listAll(webhookID, "", 7)
+		require.ElementsMatch(t, byStatus[""], got)
+	})
+	t.Run("NewestFirst", func(t *testing.T) {
+		r := a.do("GET", "/v1/webhooks/"+webhookID+"/deliveries?limit=100", "")
+		var last string
+		for _, it := range r.body["items"].([]any) {
+			created := it.(map[string]any)["created_at"].(string)
+			if last != "" {
+				require.LessOrEqual(t, created, last)
+			}
+			last = created
+		}
+	})
+	t.Run("FilterStatus", func(t *testing.T) {
+		for _, status := range []string{"pending", "failed", "succeeded"} {
+			require.ElementsMatch(t, byStatus[status], a.listAll(webhookID, "status="+status, 13), status)
+		}
+		require.Empty(t, a.listAll(webhookID, "status=canceled", 13))
+	})
+	t.Run("FilterStatusAndType", func(t *testing.T) {
+		got := a.listAll(webhookID, "status=failed&event_type=signal.emitted", 9)
+		require.ElementsMatch(t, byStatus["failed/signal.emitted"], got)
+	})
+	t.Run("FilterTimeRange", func(t *testing.T) {
+		from := before.Add(-time.Hour).UTC().Format(time.RFC3339)
+		to := before.Add(time.Hour).UTC().Format(time.RFC3339)
+		require.Len(t, a.listAll(webhookID, "from="+from+"&to="+to, 50), 300)
+		require.Empty(t, a.listAll(webhookID, "to="+from, 50))
+	})
+	t.Run("Item", func(t *testing.T) {
+		r := a.do("GET", "/v1/webhooks/"+webhookID+"/deliveries?status=succeeded&limit=1", "")
+		it := r.body["items"].([]any)[0].(map[string]any)
+		for _, k := range []string{"id", "event_id", "event_type", "status", "attempts", "created_at", "completed_at"} {
+			require.Contains(t, it, k)
+		}
+		require.Equal(t, float64(1), it["attempts"])
+		require.Equal(t, float64(200), it["last_status_code"])
+		require.Nil(t, it["next_attempt_at"])
+	})
+	for _, tc := range []struct{ name, query, field string }{
+		{"ErrStatus", "status=lost", "status"},
+		{"ErrEventType", "event_type=nope", "event_type"},
+		{"ErrFrom", "from=yesterday", "from"},
+		{"ErrLimit", "limit=1000", "limit"},
+		{"ErrCursor", "cursor=zz", "cursor"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.do("GET", "/v1/webhooks/"+webhookID+"/deliveries?"+tc.query, "")
+			require.Equal(t, http.StatusBadRequest, r.status, r.raw)
+			require.Equal(t, tc.field, r.errorField())
+		})
+	}
+	t.Run("ErrWebhookNotFound", func(t *testing.T) {
+		r := a.do("GET", "/v1/webhooks/wh_aaaaaaaaaaaaaaaaaaaaaaaaaa/deliveries", "")
+		require.Equal(t, http.StatusNotFound, r.status)
+	})
+	t.Run("RetryConflictWhilePending", func(t *testing.T) {
+		r := a.do("POST", "/v1/deliveries/"+byStatus["pending"][0]+"/retry", "")
+		require.Equal(t, http.StatusConflict, r.status, r.raw)
+	})
+	t.Run("RetryConflictSucceeded", func(t *testing.T) {
+		r := a.do("POST", "/v1/deliveries/"+byStatus["succeeded"][0]+"/retry", "")
+		require.Equal(t, http.StatusConflict, r.status, r.raw)
+		d := a.do("GET", "/v1/deliveries/"+byStatus["succeeded"][0], "")
+		require.Equal(t, "succeeded", d.body["status"])
+	})
+	t.Run("ErrRetryNotFound", func(t *testing.T) {
+		for _, id := range []string{"dlv_aaaaaaaaaaaaaaaaaaaaaaaaaa", "x"} {
+			require.Equal(t, http.StatusNotFound, a.do("POST", "/v1/deliveries/"+id+"/retry", "").status)
+		}
+	})
+}

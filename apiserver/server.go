@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
@@ -30,6 +31,9 @@ type Config struct {
 	MaxEventBytes int64
 	// TaskQueue is where workflows are started. Default workflows.TaskQueue.
 	TaskQueue string
+	// Retry is the schedule of a delivery retried by hand. Default
+	// activities.DefaultRetry.
+	Retry activities.RetryConfig
 	// PingTimeout bounds how long a request waits for a test ping. Default
 	// 15 s.
 	PingTimeout time.Duration
@@ -51,6 +55,9 @@ func New(store *sqlstore.Store, tc client.Client, cfg Config, log *slog.Logger) 
 	}
 	if cfg.TaskQueue == "" {
 		cfg.TaskQueue = workflows.TaskQueue
+	}
+	if cfg.Retry.MaximumAttempts == 0 {
+		cfg.Retry = activities.DefaultRetry
 	}
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = 15 * time.Second
@@ -85,7 +92,9 @@ func (s *Server) Handler() http.Handler {
 	v1.PATCH("/webhooks/:id", s.updateWebhook)
 	v1.DELETE("/webhooks/:id", s.deleteWebhook)
 	v1.POST("/webhooks/:id/ping", s.pingWebhook)
+	v1.GET("/webhooks/:id/deliveries", s.listDeliveries)
 	v1.GET("/deliveries/:id", s.getDelivery)
+	v1.POST("/deliveries/:id/retry", s.retryDelivery)
 	v1.POST("/events", s.publishEvent)
 	v1.GET("/event-types", s.eventTypes)
 	return r

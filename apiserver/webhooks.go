@@ -186,6 +186,9 @@ func (s *Server) updateWebhook(c *gin.Context) {
 		return
 	}
 	s.log.Info("webhook updated", "webhook_id", id)
+	if !w.Active {
+		s.cancelUnfinished(c.Request.Context(), id)
+	}
 	c.JSON(http.StatusOK, toWebhookJSON(w))
 }
 
@@ -199,6 +202,7 @@ func (s *Server) deleteWebhook(c *gin.Context) {
 		return
 	}
 	s.log.Info("webhook deleted", "webhook_id", id)
+	s.cancelUnfinished(c.Request.Context(), id)
 	c.Status(http.StatusNoContent)
 }
 

@@ -162,7 +162,10 @@ type AttemptOutcome struct {
 }
 
 // RecordAttempt adds an attempt to the log and brings its delivery's status
-// up to date, in one transaction. A delivery that succeeded stays succeeded.
+// up to date, in one transaction. The attempt's run number follows from its
+// run id: the delivery's next number for a run not seen before. Recording
+// the same attempt again replaces it. A delivery that succeeded stays
+// succeeded.
 func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out AttemptOutcome) error {
 	headers, err := json.Marshal(a.ResponseHeaders)
 	if err != nil {
@@ -174,12 +177,27 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 		completed = &now
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, run, number, started_at,
-			duration_ms, url, status_code, response_headers, response_body, error_class, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			a.DeliveryID, a.Run, a.Number, formatTime(a.StartedAt), a.Duration.Milliseconds(),
-			a.URL, nullInt(a.StatusCode), string(headers), nullString(a.ResponseBody),
-			nullString(a.ErrorClass), nullString(a.Error))
+		err := tx.QueryRowContext(ctx, `SELECT run FROM attempts
+			WHERE delivery_id = ? AND run_id = ? LIMIT 1`, a.DeliveryID, a.RunID).Scan(&a.Run)
+		if isNoRows(err) {
+			err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(run), 0) + 1 FROM attempts
+				WHERE delivery_id = ?`, a.DeliveryID).Scan(&a.Run)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, run_id, run, number,
+			started_at, duration_ms, url, status_code, response_headers, response_body,
+			error_class, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (delivery_id, run_id, number) DO UPDATE SET
+			started_at = excluded.started_at, duration_ms = excluded.duration_ms,
+			url = excluded.url, status_code = excluded.status_code,
+			response_headers = excluded.response_headers,
+			response_body = excluded.response_body, error_class = excluded.error_class,
+			error = excluded.error`,
+			a.DeliveryID, a.RunID, a.Run, a.Number, formatTime(a.StartedAt),
+			a.Duration.Milliseconds(), a.URL, nullInt(a.StatusCode), string(headers),
+			nullString(a.ResponseBody), nullString(a.ErrorClass), nullString(a.Error))
 		if err != nil {
 			return err
 		}
@@ -204,8 +222,20 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, status notifier.D
 	return err
 }
 
+const deliveryColumns = `id, event_id, event_type, webhook_id, status, attempts,
+	last_status_code, last_error, next_attempt_at, created_at, updated_at, completed_at`
+
 // Delivery returns one delivery.
 func (s *Store) Delivery(ctx context.Context, id string) (*notifier.Delivery, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id)
+	d, err := scanDelivery(row)
+	if isNoRows(err) {
+		return nil, notFound("delivery", id)
+	}
+	return d, err
+}
+
+func scanDelivery(row scanner) (*notifier.Delivery, error) {
 	var (
 		d                    notifier.Delivery
 		typ, status          string
@@ -214,14 +244,9 @@ func (s *Store) Delivery(ctx context.Context, id string) (*notifier.Delivery, er
 		next, completed      sql.NullString
 		createdAt, updatedAt string
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT id, event_id, event_type, webhook_id, status,
-		attempts, last_status_code, last_error, next_attempt_at, created_at, updated_at,
-		completed_at FROM deliveries WHERE id = ?`, id).Scan(&d.ID, &d.EventID, &typ,
-		&d.WebhookID, &status, &d.Attempts, &code, &lastErr, &next, &createdAt, &updatedAt,
-		&completed)
-	if isNoRows(err) {
-		return nil, notFound("delivery", id)
-	} else if err != nil {
+	err := row.Scan(&d.ID, &d.EventID, &typ, &d.WebhookID, &status, &d.Attempts, &code,
+		&lastErr, &next, &createdAt, &updatedAt, &completed)
+	if err != nil {
 		return nil, err
 	}
 	d.EventType, d.Status = notifier.EventType(typ), notifier.DeliveryStatus(status)
@@ -241,10 +266,140 @@ func (s *Store) Delivery(ctx context.Context, id string) (*notifier.Delivery, er
 	return &d, nil
 }
 
+// DeliveryFilter selects deliveries of one webhook; zero fields select all.
+type DeliveryFilter struct {
+	WebhookID string
+	Status    notifier.DeliveryStatus
+	EventType notifier.EventType
+	// Created from (inclusive) and to (exclusive).
+	From, To time.Time
+}
+
+// DeliveryPage is one page of a delivery listing.
+type DeliveryPage struct {
+	Deliveries []*notifier.Delivery
+	// NextCursor continues the listing; empty on the last page.
+	NextCursor string
+}
+
+// Deliveries lists the deliveries f selects, newest first, limit at a time,
+// after cursor.
+func (s *Store) Deliveries(ctx context.Context, f DeliveryFilter, limit int, cursor string) (*DeliveryPage, error) {
+	query := `SELECT ` + deliveryColumns + ` FROM deliveries WHERE webhook_id = ?`
+	args := []any{f.WebhookID}
+	if f.Status != "" {
+		query += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	if f.EventType != "" {
+		query += ` AND event_type = ?`
+		args = append(args, string(f.EventType))
+	}
+	if !f.From.IsZero() {
+		query += ` AND created_at >= ?`
+		args = append(args, formatTime(f.From))
+	}
+	if !f.To.IsZero() {
+		query += ` AND created_at < ?`
+		args = append(args, formatTime(f.To))
+	}
+	if cursor != "" {
+		created, id, err := decodeCursor(cursor)
+		if err != nil {
+			return nil, err
+		}
+		query += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, created, created, id)
+	}
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &DeliveryPage{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		page.Deliveries = append(page.Deliveries, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Deliveries) > limit {
+		page.Deliveries = page.Deliveries[:limit]
+		last := page.Deliveries[limit-1]
+		page.NextCursor = encodeCursor(formatTime(last.CreatedAt), last.ID)
+	}
+	return page, nil
+}
+
+// UnfinishedDeliveries returns the ids of a webhook's deliveries that are
+// pending or retrying.
+func (s *Store) UnfinishedDeliveries(ctx context.Context, webhookID string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM deliveries
+		WHERE webhook_id = ? AND status IN (?, ?) ORDER BY id`,
+		webhookID, string(notifier.DeliveryPending), string(notifier.DeliveryRetrying))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// ReopenDelivery marks a failed or canceled delivery pending again, for a
+// new run, and returns it as it was before. Any other delivery is a
+// conflict: one that succeeded needs no retry, and one that is pending or
+// retrying is still running.
+func (s *Store) ReopenDelivery(ctx context.Context, id string) (*notifier.Delivery, error) {
+	var before *notifier.Delivery
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		row := tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id)
+		var err error
+		before, err = scanDelivery(row)
+		if isNoRows(err) {
+			return notFound("delivery", id)
+		} else if err != nil {
+			return err
+		}
+		if before.Status != notifier.DeliveryFailed && before.Status != notifier.DeliveryCanceled {
+			return notifier.Errorf(notifier.ECONFLICT, "delivery %s is %s; only a failed or canceled delivery can be retried",
+				id, before.Status)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, next_attempt_at = NULL,
+			completed_at = NULL, updated_at = ? WHERE id = ?`,
+			string(notifier.DeliveryPending), formatTime(s.clock()), id)
+		return err
+	})
+	return before, err
+}
+
+// RestoreDelivery puts back the status a ReopenDelivery changed, when the new
+// run could not be started.
+func (s *Store) RestoreDelivery(ctx context.Context, d *notifier.Delivery) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, completed_at = ?,
+		updated_at = ? WHERE id = ? AND status = ?`,
+		string(d.Status), nullTime(d.CompletedAt), formatTime(s.clock()), d.ID,
+		string(notifier.DeliveryPending))
+	return err
+}
+
 // Attempts returns every attempt of a delivery, oldest first.
 func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*notifier.Attempt, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT run, number, started_at, duration_ms, url,
-		status_code, response_headers, response_body, error_class, error
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id, run, number, started_at, duration_ms,
+		url, status_code, response_headers, response_body, error_class, error
 		FROM attempts WHERE delivery_id = ? ORDER BY run, number`, deliveryID)
 	if err != nil {
 		return nil, err
@@ -259,8 +414,8 @@ func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*notifier.At
 			code                         sql.NullInt64
 			headers, body, class, errMsg sql.NullString
 		)
-		err := rows.Scan(&a.Run, &a.Number, &started, &ms, &a.URL, &code, &headers, &body,
-			&class, &errMsg)
+		err := rows.Scan(&a.RunID, &a.Run, &a.Number, &started, &ms, &a.URL, &code, &headers,
+			&body, &class, &errMsg)
 		if err != nil {
 			return nil, err
 		}

@@ -180,7 +180,7 @@ func TestFanOut(t *testing.T) {
 	// Once a delivery has made an attempt, fanning out again leaves it be.
 	d := targets[0]
 	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-		DeliveryID: d.DeliveryID, Run: 1, Number: 1, StartedAt: time.Now(), URL: d.URL, StatusCode: 200,
+		DeliveryID: d.DeliveryID, RunID: "run-a", Number: 1, StartedAt: time.Now(), URL: d.URL, StatusCode: 200,
 	}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
 	again, err = s.FanOut(ctx, ev.ID)
 	require.NoError(t, err)
@@ -207,7 +207,7 @@ func TestRecordAttempt(t *testing.T) {
 
 	next := time.Now().Add(10 * time.Second).UTC().Truncate(time.Microsecond)
 	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-		DeliveryID: id, Run: 1, Number: 1, StartedAt: time.Now(), Duration: 30 * time.Millisecond,
+		DeliveryID: id, RunID: "run-a", Number: 1, StartedAt: time.Now(), Duration: 30 * time.Millisecond,
 		URL: w.URL, StatusCode: 500, ResponseHeaders: map[string]string{"Content-Type": "text/plain"},
 		ResponseBody: "boom", ErrorClass: notifier.ErrClassHTTPStatus, Error: "receiver answered 500",
 	}, sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}))
@@ -221,7 +221,7 @@ func TestRecordAttempt(t *testing.T) {
 	require.Nil(t, d.CompletedAt)
 
 	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-		DeliveryID: id, Run: 1, Number: 2, StartedAt: time.Now(), URL: w.URL, StatusCode: 204,
+		DeliveryID: id, RunID: "run-a", Number: 2, StartedAt: time.Now(), URL: w.URL, StatusCode: 204,
 	}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
 	d, err = s.Delivery(ctx, id)
 	require.NoError(t, err)
@@ -260,4 +260,57 @@ func TestReopenKeepsData(t *testing.T) {
 	got, err := s.Webhook(ctx, w.ID)
 	require.NoError(t, err)
 	require.Equal(t, w.Name, got.Name)
+}
+
+func TestRecordAttempt_Runs(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t)
+	MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	ev := MustPublish(t, s, notifier.EventOrderFilled)
+	targets, err := s.FanOut(ctx, ev.ID)
+	require.NoError(t, err)
+	id := targets[0].DeliveryID
+	record := func(runID string, n, code int, status notifier.DeliveryStatus) {
+		t.Helper()
+		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+			DeliveryID: id, RunID: runID, Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code,
+		}, sqlstore.AttemptOutcome{Status: status}))
+	}
+	for n := 1; n <= 4; n++ {
+		record("first", n, 500, notifier.DeliveryRetrying)
+	}
+	require.NoError(t, s.FinishDelivery(ctx, id, notifier.DeliveryFailed, "receiver answered 500"))
+
+	t.Run("ReopenOnlyFinished", func(t *testing.T) {
+		before, err := s.ReopenDelivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliveryFailed, before.Status)
+		_, err = s.ReopenDelivery(ctx, id)
+		require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a pending delivery cannot be reopened")
+		require.NoError(t, s.RestoreDelivery(ctx, before))
+		d, err := s.Delivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliveryFailed, d.Status)
+	})
+
+	record("second", 1, 502, notifier.DeliveryRetrying)
+	record("second", 1, 200, notifier.DeliverySucceeded) // the same attempt, logged again
+
+	atts, err := s.Attempts(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, atts, 5)
+	for _, a := range atts[:4] {
+		require.Equal(t, 1, a.Run)
+		require.False(t, a.Manual())
+	}
+	require.Equal(t, 2, atts[4].Run)
+	require.True(t, atts[4].Manual())
+	require.Equal(t, 200, atts[4].StatusCode, "logging an attempt again replaces it")
+	d, err := s.Delivery(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 5, d.Attempts)
+	require.Equal(t, notifier.DeliverySucceeded, d.Status)
+
+	_, err = s.ReopenDelivery(ctx, id)
+	require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a delivery that succeeded is not retried")
 }

@@ -17,9 +17,8 @@ type DeliveryInput struct {
 	EventID    string
 	EventType  notifier.EventType
 	WebhookID  string
-	Body       []byte
-	// Run counts the runs of this delivery, 1 for the first.
-	Run   int
+	// Body is the envelope, the same bytes on every attempt of every run.
+	Body  []byte
 	Retry activities.RetryConfig
 }
 
@@ -31,26 +30,47 @@ type DeliveryResult struct {
 	Reason     string
 }
 
+// StateQuery is the query that reads a running delivery's DeliveryState.
+const StateQuery = "state"
+
+// DeliveryState is where a running delivery stands.
+type DeliveryState struct {
+	Status notifier.DeliveryStatus
+	// Attempt counts the attempts this run has started.
+	Attempt        int
+	LastStatusCode int
+	LastError      string
+	NextAttemptAt  *time.Time
+}
+
 // ErrDeliveryFailed is the type of the error a delivery workflow fails with
 // when every attempt failed.
 const ErrDeliveryFailed = "DeliveryFailed"
 
-// DeliveryWorkflow delivers one event to one webhook: attempts on the retry
-// schedule until the receiver answers 2xx or the attempts run out. It fails
-// when they run out, so that a failed delivery shows as a failed workflow.
+// DeliveryWorkflow delivers one event to one webhook: an attempt, and after
+// each failed one a wait on the retry schedule, until the receiver answers
+// 2xx or the attempts run out. It fails when they run out, so that a failed
+// delivery is a Failed workflow; it ends Canceled when canceled, as when
+// its webhook is deactivated.
 func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, error) {
-	logger := workflow.GetLogger(ctx)
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	d := &delivery{in: in, state: DeliveryState{Status: notifier.DeliveryPending}}
+	if err := workflow.SetQueryHandler(ctx, StateQuery, func() (DeliveryState, error) {
+		return d.state, nil
+	}); err != nil {
+		return nil, err
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// Room past the HTTP deadline for reading the webhook and logging.
 		StartToCloseTimeout: in.Retry.AttemptTimeout + 5*time.Second,
+		// These retries cover the attempt's own machinery (the store, a
+		// lost worker), not the receiver: a receiver's failure is final for
+		// the attempt, and the workflow schedules the next one.
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    in.Retry.InitialInterval,
-			BackoffCoefficient: in.Retry.BackoffCoefficient,
-			// Stated, not left to the default, so that the last wait is the
-			// schedule's and not capped shorter.
-			MaximumInterval: in.Retry.Delay(in.Retry.MaximumAttempts - 1),
-			MaximumAttempts: int32(in.Retry.MaximumAttempts),
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumAttempts:    3,
 			NonRetryableErrorTypes: []string{
+				activities.ErrAttemptFailed,
 				activities.ErrRefusedTarget,
 				activities.ErrWebhookInactive,
 				activities.ErrWebhookDeleted,
@@ -58,51 +78,155 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 		},
 	})
 
-	var res activities.DeliverResult
-	err := workflow.ExecuteActivity(ctx, a.Deliver, activities.DeliverInput{
-		DeliveryID: in.DeliveryID,
-		EventID:    in.EventID,
-		EventType:  in.EventType,
-		WebhookID:  in.WebhookID,
-		Body:       in.Body,
-		Run:        in.Run,
-		Retry:      in.Retry,
-	}).Get(ctx, &res)
+	for attempt := 1; ; attempt++ {
+		d.state.Attempt, d.state.NextAttemptAt = attempt, nil
+		var res activities.DeliverResult
+		err := workflow.ExecuteActivity(actx, a.Deliver, activities.DeliverInput{
+			DeliveryID: in.DeliveryID,
+			EventID:    in.EventID,
+			EventType:  in.EventType,
+			WebhookID:  in.WebhookID,
+			Body:       in.Body,
+			Attempt:    attempt,
+			Retry:      in.Retry,
+		}).Get(ctx, &res)
 
-	if err == nil {
-		if !res.Recorded {
-			rctx := workflow.WithActivityOptions(ctx, bookkeeping)
-			err := workflow.ExecuteActivity(rctx, a.RecordAttempt,
-				activities.RecordAttemptInput{Attempt: res.Attempt}).Get(ctx, nil)
-			if err != nil {
+		switch {
+		case err == nil:
+			return d.succeed(ctx, &res)
+		case ctx.Err() != nil:
+			return d.cancel(ctx)
+		case isType(err, activities.ErrWebhookInactive, activities.ErrWebhookDeleted):
+			return d.cancel(ctx)
+		}
+		if err := d.noteFailure(ctx, attempt, err); err != nil {
+			return nil, err
+		}
+		if isType(err, activities.ErrRefusedTarget) || attempt >= in.Retry.MaximumAttempts {
+			return d.fail(ctx)
+		}
+
+		wait := in.Retry.Delay(attempt)
+		next := workflow.Now(ctx).Add(wait)
+		d.state.Status, d.state.NextAttemptAt = notifier.DeliveryRetrying, &next
+		if attempt == 1 {
+			if err := d.setStatus(ctx, notifier.DeliveryRetrying); err != nil {
 				return nil, err
 			}
 		}
-		return &DeliveryResult{
-			Status:     notifier.DeliverySucceeded,
-			Attempts:   res.Attempt.Number,
-			StatusCode: res.Attempt.StatusCode,
-		}, nil
+		if err := workflow.Sleep(ctx, wait); err != nil {
+			return d.cancel(ctx)
+		}
 	}
+}
 
-	status, reason := notifier.DeliveryFailed, failureReason(err)
+// delivery is one run of a delivery workflow.
+type delivery struct {
+	in    DeliveryInput
+	state DeliveryState
+}
+
+func (d *delivery) succeed(ctx workflow.Context, res *activities.DeliverResult) (*DeliveryResult, error) {
+	if !res.Recorded {
+		rctx := workflow.WithActivityOptions(ctx, bookkeeping)
+		err := workflow.ExecuteActivity(rctx, a.RecordAttempt, activities.RecordAttemptInput{
+			Attempt: res.Attempt, Status: notifier.DeliverySucceeded,
+		}).Get(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := d.setStatus(ctx, notifier.DeliverySucceeded); err != nil {
+		return nil, err
+	}
+	return &DeliveryResult{
+		Status:     notifier.DeliverySucceeded,
+		Attempts:   d.state.Attempt,
+		StatusCode: res.Attempt.StatusCode,
+	}, nil
+}
+
+// noteFailure keeps what a failed attempt found, for the state query and
+// the workflow's failure, and logs the attempt when the activity could not
+// (its worker was lost, or the store did not answer).
+func (d *delivery) noteFailure(ctx workflow.Context, attempt int, err error) error {
+	d.state.LastError, d.state.LastStatusCode = failureReason(err), 0
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) &&
-		(appErr.Type() == activities.ErrWebhookInactive || appErr.Type() == activities.ErrWebhookDeleted) {
-		status = notifier.DeliveryCanceled
+	var failure activities.AttemptFailure
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&failure) == nil {
+		d.state.LastStatusCode = failure.StatusCode
 	}
-	fctx := workflow.WithActivityOptions(ctx, bookkeeping)
-	ferr := workflow.ExecuteActivity(fctx, a.FinishDelivery, activities.FinishDeliveryInput{
-		DeliveryID: in.DeliveryID, Status: status, Reason: reason,
-	}).Get(ctx, nil)
-	if ferr != nil {
-		return nil, ferr
+	if isType(err, activities.ErrAttemptFailed, activities.ErrRefusedTarget) {
+		return nil
 	}
-	logger.Info("delivery ended", "delivery_id", in.DeliveryID, "status", string(status), "err", reason)
+	class := notifier.ErrClassInternal
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		class = notifier.ErrClassTimeout
+	}
+	in := activities.RecordAttemptInput{
+		Attempt: &notifier.Attempt{
+			DeliveryID: d.in.DeliveryID, Number: attempt, StartedAt: workflow.Now(ctx),
+			ErrorClass: class, Error: d.state.LastError,
+		},
+		Status: notifier.DeliveryRetrying,
+	}
+	if attempt < d.in.Retry.MaximumAttempts {
+		next := workflow.Now(ctx).Add(d.in.Retry.Delay(attempt))
+		in.NextAttemptAt = &next
+	} else {
+		in.Status = notifier.DeliveryFailed
+	}
+	rctx := workflow.WithActivityOptions(ctx, bookkeeping)
+	return workflow.ExecuteActivity(rctx, a.RecordAttempt, in).Get(ctx, nil)
+}
+
+func (d *delivery) fail(ctx workflow.Context) (*DeliveryResult, error) {
+	d.state.Status, d.state.NextAttemptAt = notifier.DeliveryFailed, nil
+	if err := d.finish(ctx, ctx, notifier.DeliveryFailed); err != nil {
+		return nil, err
+	}
+	workflow.GetLogger(ctx).Info("delivery failed", "delivery_id", d.in.DeliveryID,
+		"attempt", d.state.Attempt, "err", d.state.LastError)
+	return nil, temporal.NewNonRetryableApplicationError(d.state.LastError, ErrDeliveryFailed, nil)
+}
+
+// cancel ends the run as canceled: the webhook went away, or someone
+// canceled the workflow. The store says which.
+func (d *delivery) cancel(ctx workflow.Context) (*DeliveryResult, error) {
+	d.state.Status, d.state.NextAttemptAt = notifier.DeliveryCanceled, nil
+	dctx, release := workflow.NewDisconnectedContext(ctx)
+	defer release()
+	if err := d.finish(ctx, dctx, notifier.DeliveryCanceled); err != nil {
+		return nil, err
+	}
+	workflow.GetLogger(ctx).Info("delivery canceled", "delivery_id", d.in.DeliveryID)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return &DeliveryResult{Status: notifier.DeliveryCanceled, Attempts: d.state.Attempt - 1}, nil
+}
+
+// finish marks the delivery's end in the store and in its search attribute,
+// working in wctx, which outlives a cancellation of ctx.
+func (d *delivery) finish(ctx, wctx workflow.Context, status notifier.DeliveryStatus) error {
+	fctx := workflow.WithActivityOptions(wctx, bookkeeping)
+	var reason string
+	err := workflow.ExecuteActivity(fctx, a.FinishDelivery, activities.FinishDeliveryInput{
+		DeliveryID: d.in.DeliveryID, WebhookID: d.in.WebhookID, Status: status,
+		Reason: d.state.LastError,
+	}).Get(wctx, &reason)
+	if err != nil {
+		return err
+	}
 	if status == notifier.DeliveryCanceled {
-		return &DeliveryResult{Status: status, Reason: reason}, nil
+		d.state.LastError = reason
 	}
-	return nil, temporal.NewNonRetryableApplicationError(reason, ErrDeliveryFailed, nil)
+	return d.setStatus(wctx, status)
+}
+
+func (d *delivery) setStatus(ctx workflow.Context, status notifier.DeliveryStatus) error {
+	return workflow.UpsertTypedSearchAttributes(ctx, DeliveryStatusKey.ValueSet(string(status)))
 }
 
 // bookkeeping are the options of activities that only write the store:
@@ -116,8 +240,20 @@ var bookkeeping = workflow.ActivityOptions{
 	},
 }
 
-// failureReason is the message of the innermost application error: what the
-// last attempt found.
+func isType(err error, types ...string) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	for _, t := range types {
+		if appErr.Type() == t {
+			return true
+		}
+	}
+	return false
+}
+
+// failureReason is what the last attempt found, for a human.
 func failureReason(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
@@ -125,7 +261,7 @@ func failureReason(err error) string {
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
-		return "deliver: attempt timed out"
+		return "deliver: attempt did not finish in time"
 	}
 	return err.Error()
 }

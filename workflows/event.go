@@ -53,12 +53,8 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 			WorkflowID:            t.DeliveryID,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-			StaticSummary:         deliverySummary(t.WebhookName, in.EventType, t.URL),
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				WebhookIDKey.ValueSet(t.WebhookID),
-				EventIDKey.ValueSet(in.EventID),
-				EventTypeKey.ValueSet(string(in.EventType)),
-			),
+			StaticSummary:         DeliverySummary(in.EventType, t.WebhookName, t.URL),
+			TypedSearchAttributes: DeliveryAttributes(t.WebhookID, in.EventID, in.EventType),
 		})
 		started[i] = workflow.ExecuteChildWorkflow(cctx, DeliveryWorkflow, DeliveryInput{
 			DeliveryID: t.DeliveryID,
@@ -66,7 +62,6 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 			EventType:  in.EventType,
 			WebhookID:  t.WebhookID,
 			Body:       in.Body,
-			Run:        1,
 			Retry:      fan.Retry,
 		})
 	}
@@ -83,11 +78,22 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 	return res, nil
 }
 
-// deliverySummary is the line the Web UI shows for a delivery.
-func deliverySummary(webhookName string, typ notifier.EventType, rawURL string) string {
+// DeliverySummary is the line the Web UI shows for a delivery: what goes
+// where.
+func DeliverySummary(typ notifier.EventType, webhookName, rawURL string) string {
 	host := rawURL
 	if u, err := url.Parse(rawURL); err == nil {
 		host = u.Host
 	}
 	return fmt.Sprintf("%s → %s (%s)", typ, webhookName, host)
+}
+
+// DeliveryAttributes are the search attributes a delivery starts with.
+func DeliveryAttributes(webhookID, eventID string, typ notifier.EventType) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		WebhookIDKey.ValueSet(webhookID),
+		EventIDKey.ValueSet(eventID),
+		EventTypeKey.ValueSet(string(typ)),
+		DeliveryStatusKey.ValueSet(string(notifier.DeliveryPending)),
+	)
 }

@@ -20,10 +20,15 @@ var (
 	WebhookIDKey = temporal.NewSearchAttributeKeyKeyword("WebhookId")
 	EventIDKey   = temporal.NewSearchAttributeKeyKeyword("EventId")
 	EventTypeKey = temporal.NewSearchAttributeKeyKeyword("EventType")
+	// DeliveryStatusKey holds a delivery's status: pending, retrying,
+	// succeeded, failed or canceled, as the API shows it.
+	DeliveryStatusKey = temporal.NewSearchAttributeKeyKeyword("DeliveryStatus")
 )
 
 // SearchAttributeKeys lists every custom search attribute the notifier uses.
-var SearchAttributeKeys = []temporal.SearchAttributeKey{WebhookIDKey, EventIDKey, EventTypeKey}
+var SearchAttributeKeys = []temporal.SearchAttributeKey{
+	WebhookIDKey, EventIDKey, EventTypeKey, DeliveryStatusKey,
+}
 
 // EventWorkflowID returns the id of the workflow that fans an event out.
 func EventWorkflowID(eventID string) string { return "event_" + eventID }

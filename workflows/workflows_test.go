@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,33 +38,57 @@ func deliveryInput() workflows.DeliveryInput {
 		EventType:  notifier.EventOrderFilled,
 		WebhookID:  "wh_1",
 		Body:       []byte(`{"id":"evt_1"}`),
-		Run:        1,
 		Retry:      activities.DefaultRetry,
 	}
 }
 
-func attemptFailed(msg string) error {
-	return temporal.NewApplicationError(msg, activities.ErrAttemptFailed, notifier.ErrClassHTTPStatus)
+func attemptFailed(code int) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deliver: receiver answered %d", code),
+		activities.ErrAttemptFailed, nil,
+		activities.AttemptFailure{StatusCode: code, ErrorClass: notifier.ErrClassHTTPStatus})
+}
+
+func succeeded(in activities.DeliverInput) *activities.DeliverResult {
+	return &activities.DeliverResult{Recorded: true, Attempt: &notifier.Attempt{
+		DeliveryID: in.DeliveryID, Number: in.Attempt, StatusCode: 200,
+	}}
+}
+
+func finishInput(status notifier.DeliveryStatus, reason string) activities.FinishDeliveryInput {
+	return activities.FinishDeliveryInput{
+		DeliveryID: deliveryInput().DeliveryID, WebhookID: "wh_1", Status: status, Reason: reason,
+	}
 }
 
 func TestDelivery_RetryScheduleThenFail(t *testing.T) {
 	env := newEnv(t)
 	var calls []time.Time
+	var numbers []int
 	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
 			calls = append(calls, env.Now())
-			return nil, attemptFailed("deliver: receiver answered 500")
+			numbers = append(numbers, in.Attempt)
+			return nil, attemptFailed(500)
 		})
-	env.OnActivity(a.FinishDelivery, mock.Anything, activities.FinishDeliveryInput{
-		DeliveryID: deliveryInput().DeliveryID,
-		Status:     notifier.DeliveryFailed,
-		Reason:     "deliver: receiver answered 500",
-	}).Return(nil).Once()
+	env.OnActivity(a.FinishDelivery, mock.Anything, finishInput(notifier.DeliveryFailed, "deliver: receiver answered 500")).
+		Return("deliver: receiver answered 500", nil).Once()
+	start := env.Now()
+	env.RegisterDelayedCallback(func() {
+		val, err := env.QueryWorkflow(workflows.StateQuery)
+		require.NoError(t, err)
+		var st workflows.DeliveryState
+		require.NoError(t, val.Get(&st))
+		require.Equal(t, notifier.DeliveryRetrying, st.Status)
+		require.Equal(t, 1, st.Attempt)
+		require.Equal(t, 500, st.LastStatusCode)
+		require.Equal(t, "deliver: receiver answered 500", st.LastError)
+		require.Equal(t, start.Add(10*time.Second), st.NextAttemptAt.In(start.Location()))
+	}, 5*time.Second)
 
 	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
 
 	require.True(t, env.IsWorkflowCompleted())
-	require.Len(t, calls, 4, "four attempts, then no more")
+	require.Equal(t, []int{1, 2, 3, 4}, numbers, "four attempts, then no more")
 	var gaps []time.Duration
 	for i := 1; i < len(calls); i++ {
 		gaps = append(gaps, calls[i].Sub(calls[i-1]))
@@ -73,7 +98,7 @@ func TestDelivery_RetryScheduleThenFail(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
 	require.Equal(t, workflows.ErrDeliveryFailed, appErr.Type())
-	require.Contains(t, appErr.Message(), "receiver answered 500")
+	require.Equal(t, "deliver: receiver answered 500", appErr.Message())
 }
 
 func TestDelivery_SuccessOnSecondAttemptStops(t *testing.T) {
@@ -83,11 +108,9 @@ func TestDelivery_SuccessOnSecondAttemptStops(t *testing.T) {
 		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
 			calls++
 			if calls == 1 {
-				return nil, attemptFailed("deliver: receiver answered 503")
+				return nil, attemptFailed(503)
 			}
-			return &activities.DeliverResult{Recorded: true, Attempt: &notifier.Attempt{
-				DeliveryID: in.DeliveryID, Run: 1, Number: calls, StatusCode: 200,
-			}}, nil
+			return succeeded(in), nil
 		})
 
 	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
@@ -100,7 +123,7 @@ func TestDelivery_SuccessOnSecondAttemptStops(t *testing.T) {
 	require.Equal(t, workflows.DeliveryResult{Status: notifier.DeliverySucceeded, Attempts: 2, StatusCode: 200}, res)
 }
 
-func TestDelivery_WebhookDeactivatedStopsRetries(t *testing.T) {
+func TestDelivery_WebhookGoneStopsRetries(t *testing.T) {
 	for _, errType := range []string{activities.ErrWebhookInactive, activities.ErrWebhookDeleted} {
 		t.Run(errType, func(t *testing.T) {
 			env := newEnv(t)
@@ -109,15 +132,12 @@ func TestDelivery_WebhookDeactivatedStopsRetries(t *testing.T) {
 				func(context.Context, activities.DeliverInput) (*activities.DeliverResult, error) {
 					calls++
 					if calls == 1 {
-						return nil, attemptFailed("deliver: receiver answered 500")
+						return nil, attemptFailed(500)
 					}
 					return nil, temporal.NewNonRetryableApplicationError("deliver: webhook gone", errType, nil)
 				})
-			env.OnActivity(a.FinishDelivery, mock.Anything, activities.FinishDeliveryInput{
-				DeliveryID: deliveryInput().DeliveryID,
-				Status:     notifier.DeliveryCanceled,
-				Reason:     "deliver: webhook gone",
-			}).Return(nil).Once()
+			env.OnActivity(a.FinishDelivery, mock.Anything, finishInput(notifier.DeliveryCanceled, "deliver: receiver answered 500")).
+				Return("canceled: the webhook was deactivated", nil).Once()
 
 			env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
 
@@ -130,6 +150,25 @@ func TestDelivery_WebhookDeactivatedStopsRetries(t *testing.T) {
 	}
 }
 
+func TestDelivery_CanceledDuringBackoff(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls++
+			return nil, attemptFailed(500)
+		})
+	env.OnActivity(a.FinishDelivery, mock.Anything, finishInput(notifier.DeliveryCanceled, "deliver: receiver answered 500")).
+		Return("canceled: the webhook was deactivated", nil).Once()
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Second)
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.Equal(t, 1, calls)
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, env.GetWorkflowError(), &canceled)
+}
+
 func TestDelivery_RefusedTargetIsNotRetried(t *testing.T) {
 	env := newEnv(t)
 	calls := 0
@@ -138,9 +177,8 @@ func TestDelivery_RefusedTargetIsNotRetried(t *testing.T) {
 			calls++
 			return nil, temporal.NewNonRetryableApplicationError("deliver: refused", activities.ErrRefusedTarget, nil)
 		})
-	env.OnActivity(a.FinishDelivery, mock.Anything, mock.MatchedBy(func(in activities.FinishDeliveryInput) bool {
-		return in.Status == notifier.DeliveryFailed
-	})).Return(nil).Once()
+	env.OnActivity(a.FinishDelivery, mock.Anything, finishInput(notifier.DeliveryFailed, "deliver: refused")).
+		Return("deliver: refused", nil).Once()
 
 	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
 
@@ -148,13 +186,35 @@ func TestDelivery_RefusedTargetIsNotRetried(t *testing.T) {
 	require.Equal(t, 1, calls)
 }
 
+func TestDelivery_AttemptLostIsLoggedAndRetried(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls++
+			if in.Attempt == 1 {
+				return nil, errors.New("database is locked")
+			}
+			return succeeded(in), nil
+		})
+	env.OnActivity(a.RecordAttempt, mock.Anything, mock.MatchedBy(func(in activities.RecordAttemptInput) bool {
+		return in.Attempt.Number == 1 && in.Attempt.ErrorClass == notifier.ErrClassInternal &&
+			in.Status == notifier.DeliveryRetrying && in.NextAttemptAt != nil
+	})).Return(nil).Once()
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 4, calls, "the first attempt's machinery is retried three times, then the schedule goes on")
+}
+
 func TestDelivery_UnloggedSuccessIsLogged(t *testing.T) {
 	env := newEnv(t)
-	att := &notifier.Attempt{DeliveryID: deliveryInput().DeliveryID, Run: 1, Number: 1, StatusCode: 202}
+	att := &notifier.Attempt{DeliveryID: deliveryInput().DeliveryID, Number: 1, StatusCode: 202}
 	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).
 		Return(&activities.DeliverResult{Attempt: att, Recorded: false}, nil).Once()
 	env.OnActivity(a.RecordAttempt, mock.Anything, mock.MatchedBy(func(in activities.RecordAttemptInput) bool {
-		return in.Attempt.Number == 1 && in.Attempt.StatusCode == 202
+		return in.Attempt.Number == 1 && in.Attempt.StatusCode == 202 && in.Status == notifier.DeliverySucceeded
 	})).Return(errors.New("database is locked")).Once()
 	env.OnActivity(a.RecordAttempt, mock.Anything, mock.Anything).Return(nil).Once()
 
@@ -197,7 +257,6 @@ func TestEvent_FansOutToChildDeliveries(t *testing.T) {
 		in := started[tg.WebhookID]
 		require.Equal(t, tg.DeliveryID, in.DeliveryID)
 		require.Equal(t, body, in.Body)
-		require.Equal(t, 1, in.Run)
 		require.Equal(t, retry, in.Retry)
 	}
 }

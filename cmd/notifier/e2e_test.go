@@ -17,8 +17,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -184,10 +186,19 @@ func (s *stack) publish(body map[string]any) publishOut {
 type deliveryOut struct {
 	Status     string `json:"status"`
 	Attempts   int    `json:"attempts"`
+	Runs       int    `json:"runs"`
+	LastError  string `json:"last_error"`
 	AttemptLog []struct {
-		Number     int `json:"number"`
-		StatusCode int `json:"status_code"`
+		Run        int  `json:"run"`
+		Manual     bool `json:"manual"`
+		Number     int  `json:"number"`
+		StatusCode int  `json:"status_code"`
 	} `json:"attempt_log"`
+	Live *struct {
+		Status        string  `json:"status"`
+		Attempt       int     `json:"attempt"`
+		NextAttemptAt *string `json:"next_attempt_at"`
+	} `json:"live"`
 }
 
 // waitWorkflow waits for a workflow to close and returns its error.
@@ -351,7 +362,7 @@ func TestEndToEnd_RetriesUntilAccepted(t *testing.T) {
 	captureHistory(t, "delivery-third-attempt", deliveryID)
 }
 
-func TestEndToEnd_FailsAfterFourAttempts(t *testing.T) {
+func TestEndToEnd_FailsAfterFourAttemptsThenRetriedByHand(t *testing.T) {
 	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "100ms"})
 	r := testenv.NewReceiver(t, 200, 502)
 	webhookID := s.createWebhook(r.URL(), "", true, notifier.EventOrderPlaced)
@@ -365,7 +376,72 @@ func TestEndToEnd_FailsAfterFourAttempts(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "failed", d.Status)
 	require.Equal(t, 4, d.Attempts)
+	require.Equal(t, "deliver: receiver answered 502", d.LastError)
+	require.Len(t, d.AttemptLog, 4)
+	for i, a := range d.AttemptLog {
+		require.Equal(t, i+1, a.Number)
+		require.Equal(t, 502, a.StatusCode)
+		require.Equal(t, 1, a.Run)
+		require.False(t, a.Manual)
+	}
 	captureHistory(t, "delivery-failed", deliveryID)
+
+	// The receiver recovers; a retry by hand is a new run of four fresh
+	// attempts, and the history keeps the first run's.
+	r.Answer(200)
+	require.Equal(t, http.StatusAccepted, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, &d))
+	require.Equal(t, "pending", d.Status)
+	d = s.waitStatus(deliveryID, "succeeded")
+	require.NoError(t, waitWorkflow(t, deliveryID))
+	require.Equal(t, 5, d.Attempts)
+	require.Equal(t, 2, d.Runs)
+	require.Len(t, d.AttemptLog, 5)
+	last := d.AttemptLog[4]
+	require.Equal(t, 2, last.Run)
+	require.Equal(t, 1, last.Number)
+	require.True(t, last.Manual)
+	require.Equal(t, 200, last.StatusCode)
+	got := r.WaitFor(t, ev.ID, 5, time.Second)
+	require.Len(t, got, 5)
+	require.Equal(t, got[0].Body, got[4].Body, "the retry sends the same envelope")
+
+	// A delivery that succeeded is not retried.
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	require.Equal(t, http.StatusConflict, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, &e))
+	require.Equal(t, "conflict", e.Error.Code)
+	require.Len(t, r.Requests(), 6, "the refused retry sent nothing") // ping + 5
+}
+
+func TestEndToEnd_ResetFromTemporalRedelivers(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "100ms"})
+	r := testenv.NewReceiver(t, 200, 500)
+	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventOrderFilled)
+	ev := s.publish(map[string]any{"type": "order.filled", "data": map[string]any{"symbol": "BTCUSDT"}})
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	require.Error(t, waitDelivery(t, ev.ID, webhookID))
+
+	// What the Web UI's Reset does: a new run from the first workflow task.
+	r.Answer(200)
+	ctx := context.Background()
+	desc, err := devServer.Client().DescribeWorkflow(ctx, deliveryID, "")
+	require.NoError(t, err)
+	resp, err := devServer.Client().ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 "default",
+		WorkflowExecution:         desc.RawResponse.WorkflowExecutionInfo.Execution,
+		Reason:                    "receiver fixed",
+		WorkflowTaskFinishEventId: 4, // the first workflow task completed
+		RequestId:                 "reset-" + deliveryID,
+	})
+	require.NoError(t, err)
+	require.NoError(t, devServer.Client().GetWorkflow(ctx, deliveryID, resp.RunId).Get(ctx, nil))
+
+	d := s.waitStatus(deliveryID, "succeeded")
+	require.Equal(t, 5, d.Attempts)
+	require.Equal(t, 2, d.Runs)
+	require.True(t, d.AttemptLog[4].Manual)
+	require.Equal(t, 200, d.AttemptLog[4].StatusCode)
 }
 
 func TestEndToEnd_FanOutToSubscribedActiveWebhooks(t *testing.T) {
@@ -427,21 +503,67 @@ func TestEndToEnd_SameEventIDDeliveredOnce(t *testing.T) {
 }
 
 func TestEndToEnd_DeactivatedWebhookStopsRetries(t *testing.T) {
-	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "3s"})
+	// The next attempt would be a minute away: the delivery must stop well
+	// before that, as soon as the webhook is deactivated.
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "1m"})
 	r := testenv.NewReceiver(t, 200, 500)
 	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventRiskBlocked)
 	ev := s.publish(map[string]any{"type": "risk.blocked", "data": map[string]any{"policy": "max-exposure"}})
-	r.WaitFor(t, ev.ID, 1, 15*time.Second)
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	s.waitStatus(deliveryID, "retrying")
+	var d deliveryOut
+	require.Eventually(t, func() bool {
+		d = deliveryOut{}
+		s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d)
+		return d.Live != nil && d.Live.Status == "retrying"
+	}, 10*time.Second, 20*time.Millisecond, "a running delivery reports its live state")
+	require.Equal(t, 1, d.Live.Attempt)
+	require.NotNil(t, d.Live.NextAttemptAt)
 
 	require.Equal(t, http.StatusOK, s.call("PATCH", "/v1/webhooks/"+webhookID, map[string]any{"active": false}, nil))
-	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
-	require.NoError(t, waitDelivery(t, ev.ID, webhookID))
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, waitDelivery(t, ev.ID, webhookID), &canceled)
 	require.Len(t, r.WaitFor(t, ev.ID, 1, time.Second), 1, "no POST after the webhook was deactivated")
 
-	var d deliveryOut
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "canceled", d.Status)
+	require.Equal(t, "canceled: the webhook was deactivated", d.LastError)
 	captureHistory(t, "delivery-canceled", deliveryID)
+
+	// An inactive webhook's deliveries are not retried by hand.
+	require.Equal(t, http.StatusConflict, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, nil))
+}
+
+func TestEndToEnd_StatusCountsAgreeWithTemporal(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "50ms"})
+	ok := testenv.NewReceiver(t, 200)
+	failing := testenv.NewReceiver(t, 200, 500)
+	okID := s.createWebhook(ok.URL(), "", true, notifier.EventDecisionMade)
+	failingID := s.createWebhook(failing.URL(), "", true, notifier.EventDecisionMade)
+	for range 3 {
+		ev := s.publish(map[string]any{"type": "decision.made", "data": map[string]any{"decision": "skip"}})
+		require.NoError(t, waitDelivery(t, ev.ID, okID))
+		require.Error(t, waitDelivery(t, ev.ID, failingID))
+	}
+
+	ctx := context.Background()
+	for _, tc := range []struct{ webhookID, status string }{
+		{okID, "succeeded"}, {failingID, "failed"}, {okID, "failed"}, {failingID, "succeeded"},
+	} {
+		var page struct {
+			Items []deliveryOut `json:"items"`
+		}
+		require.Equal(t, http.StatusOK,
+			s.call("GET", "/v1/webhooks/"+tc.webhookID+"/deliveries?status="+tc.status, nil, &page))
+		query := fmt.Sprintf(`WebhookId=%q AND DeliveryStatus=%q`, tc.webhookID, tc.status)
+		require.Eventually(t, func() bool {
+			n, err := devServer.Client().CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+				Namespace: "default", Query: query,
+			})
+			return err == nil && int(n.Count) == len(page.Items)
+		}, 10*time.Second, 100*time.Millisecond, "Temporal's count for %s differs from the API's %d",
+			query, len(page.Items))
+	}
 }
 
 func TestEndToEnd_WorkerRestartMidRetry(t *testing.T) {

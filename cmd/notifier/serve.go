@@ -69,6 +69,7 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 			URLPolicy:     notifier.URLPolicy{AllowHTTP: cfg.AllowPrivate},
 			MaxEventBytes: cfg.MaxEventBytes,
 			TaskQueue:     cfg.TaskQueue,
+			Retry:         cfg.Retry,
 		}, log)
 		if cfg.APIToken == "" {
 			log.Warn("NOTIFIER_API_TOKEN is not set: the API accepts every request on loopback")

@@ -83,6 +83,7 @@ type Receiver struct {
 	*httptest.Server
 	mu       sync.Mutex
 	statuses []int
+	offset   int // requests answered before the current script
 	requests []Request
 	changed  chan struct{}
 }
@@ -110,13 +111,21 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.requests = append(r.requests, Request{
 		At: time.Now(), Header: req.Header.Clone(), Body: body, Path: req.URL.Path,
 	})
-	status := r.statuses[min(n, len(r.statuses)-1)]
+	status := r.statuses[min(n-r.offset, len(r.statuses)-1)]
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"received":%d}`, n+1)
+}
+
+// Answer replaces the receiver's script: the next requests get these
+// statuses in turn, the last one repeating.
+func (r *Receiver) Answer(statuses ...int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.statuses, r.offset = statuses, len(r.requests)
 }
 
 // Requests returns the requests received so far.

@@ -46,9 +46,13 @@ CREATE TABLE deliveries (
     UNIQUE (event_id, webhook_id)
 );
 CREATE INDEX deliveries_webhook ON deliveries (webhook_id, created_at, id);
+CREATE INDEX deliveries_webhook_status ON deliveries (webhook_id, status, created_at, id);
 
+-- run_id is the workflow run that made the attempt; run numbers the runs of
+-- a delivery in order, from 1.
 CREATE TABLE attempts (
     delivery_id      TEXT NOT NULL,
+    run_id           TEXT NOT NULL,
     run              INTEGER NOT NULL,
     number           INTEGER NOT NULL,
     started_at       TEXT NOT NULL,
@@ -59,7 +63,7 @@ CREATE TABLE attempts (
     response_body    TEXT,
     error_class      TEXT,
     error            TEXT,
-    PRIMARY KEY (delivery_id, run, number)
+    PRIMARY KEY (delivery_id, run_id, number)
 );
 
 -- +goose Down
