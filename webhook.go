@@ -181,6 +181,8 @@ func ValidateURL(raw string, p URLPolicy) error {
 	case u.Scheme == "http" && p.AllowHTTP:
 	case u.Scheme == "http":
 		return Invalid("url", "must use https")
+	case p.AllowHTTP:
+		return Invalid("url", "must be an absolute http or https URL")
 	default:
 		return Invalid("url", "must be an absolute https URL")
 	}

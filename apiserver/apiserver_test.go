@@ -66,12 +66,13 @@ func newAPI(t *testing.T) *api {
 	t.Cleanup(w.Stop)
 
 	logs := &syncWriter{b: &strings.Builder{}}
-	srv := apiserver.New(store, devServer.Client(), apiserver.Config{
+	srv, err := apiserver.New(store, devServer.Client(), apiserver.Config{
 		Token:         token,
 		URLPolicy:     notifier.URLPolicy{AllowHTTP: true},
 		MaxEventBytes: 1024,
 		TaskQueue:     queue,
 	}, slog.New(slog.NewJSONHandler(logs, nil)))
+	require.NoError(t, err)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &api{t: t, url: ts.URL, store: store, logs: logs}
@@ -370,6 +371,9 @@ func TestPublishEvent(t *testing.T) {
 		{"ErrID", `{"id":"has space","type":"order.filled","data":{}}`, "invalid_argument", "id", 400},
 		{"ErrUnknownField", `{"type":"order.filled","data":{},"priority":1}`, "invalid_argument", "priority", 400},
 		{"ErrBadJSON", `{"type":`, "invalid_argument", "body", 400},
+		{"ErrSchemaRequired", `{"type":"signal.emitted","data":{"symbol":"BTCUSDT","direction":"LONG"}}`, "invalid_argument", "data", 400},
+		{"ErrSchemaType", `{"type":"signal.emitted","data":{"strategy":"m","symbol":"BTCUSDT","direction":"LONG","score":"high"}}`, "invalid_argument", "data.score", 400},
+		{"ErrSchemaEnum", `{"type":"signal.emitted","data":{"strategy":"m","symbol":"BTCUSDT","direction":"UP"}}`, "invalid_argument", "data.direction", 400},
 		{"ErrDataTooLarge", `{"type":"order.filled","data":{"x":"` + strings.Repeat("y", 2000) + `"}}`, "payload_too_large", "", 413},
 		{"ErrBodyTooLarge", `{"type":"order.filled","data":{"x":"` + strings.Repeat("y", 10<<10) + `"}}`, "payload_too_large", "", 413},
 	} {

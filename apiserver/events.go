@@ -50,6 +50,10 @@ func (s *Server) publishEvent(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	if err := s.schemas.validate(ev.Type, ev.Data); err != nil {
+		writeError(c, err)
+		return
+	}
 	body, err := ev.Envelope()
 	if err != nil {
 		s.fail(c, "publish event", err)

@@ -45,11 +45,12 @@ type Server struct {
 	temporal client.Client
 	cfg      Config
 	log      *slog.Logger
+	schemas  schemas
 	now      func() time.Time
 }
 
 // New returns a Server.
-func New(store *sqlstore.Store, tc client.Client, cfg Config, log *slog.Logger) *Server {
+func New(store *sqlstore.Store, tc client.Client, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.MaxEventBytes <= 0 {
 		cfg.MaxEventBytes = 256 << 10
 	}
@@ -62,7 +63,11 @@ func New(store *sqlstore.Store, tc client.Client, cfg Config, log *slog.Logger) 
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = 15 * time.Second
 	}
-	return &Server{store: store, temporal: tc, cfg: cfg, log: log, now: time.Now}
+	schemas, err := compileSchemas()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{store: store, temporal: tc, cfg: cfg, log: log, schemas: schemas, now: time.Now}, nil
 }
 
 // maxConfigBody caps the body of every request but event publishing.

@@ -64,13 +64,16 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 			"namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue)
 	}
 	if r.api {
-		api := apiserver.New(store, tc, apiserver.Config{
+		api, err := apiserver.New(store, tc, apiserver.Config{
 			Token:         cfg.APIToken,
 			URLPolicy:     notifier.URLPolicy{AllowHTTP: cfg.AllowPrivate},
 			MaxEventBytes: cfg.MaxEventBytes,
 			TaskQueue:     cfg.TaskQueue,
 			Retry:         cfg.Retry,
 		}, log)
+		if err != nil {
+			return err
+		}
 		if cfg.APIToken == "" {
 			log.Warn("NOTIFIER_API_TOKEN is not set: the API accepts every request on loopback")
 		}
