@@ -50,6 +50,7 @@ const (
 	ErrClassHTTPStatus = "http_status"
 	ErrClassRedirect   = "redirect"
 	ErrClassRefused    = "refused_target"
+	ErrClassThrottled  = "throttled"
 	ErrClassCanceled   = "canceled"
 	ErrClassInternal   = "internal"
 )

@@ -80,9 +80,9 @@ func ParseEnvelope(body []byte) (*Event, error) {
 }
 
 // NewEvent validates what a publisher sent and returns the event to deliver.
-// An empty id gets a fresh one; a zero timestamp becomes now. data must be a
-// JSON object; it is kept as sent, made compact.
-func NewEvent(id string, typ EventType, ts time.Time, data json.RawMessage, now time.Time) (*Event, error) {
+// An empty id gets a fresh one; a nil timestamp is now. data must be a JSON
+// object; it is kept as sent, made compact.
+func NewEvent(id string, typ EventType, ts *time.Time, data json.RawMessage, now time.Time) (*Event, error) {
 	if id == "" {
 		id = NewEventID()
 	} else if !ValidEventID(id) {
@@ -94,14 +94,32 @@ func NewEvent(id string, typ EventType, ts time.Time, data json.RawMessage, now 
 	if _, ok := LookupEventType(typ); !ok {
 		return nil, Invalid("type", "unknown event type %q; see GET /v1/event-types", typ)
 	}
-	if ts.IsZero() {
-		ts = now
+	at := now
+	if ts != nil {
+		if err := validTimestamp(*ts); err != nil {
+			return nil, err
+		}
+		at = *ts
 	}
 	compact, err := compactObject(data)
 	if err != nil {
 		return nil, err
 	}
-	return &Event{ID: id, Type: typ, Timestamp: ts.UTC().Truncate(time.Millisecond), Data: compact}, nil
+	return &Event{ID: id, Type: typ, Timestamp: at.UTC().Truncate(time.Millisecond), Data: compact}, nil
+}
+
+// validTimestamp refuses times an envelope cannot carry as RFC 3339 in UTC,
+// and offsets of a day or more, which no zone has.
+func validTimestamp(ts time.Time) error {
+	_, offset := ts.Zone()
+	utc := ts.UTC()
+	switch {
+	case offset <= -24*3600 || offset >= 24*3600:
+		return Invalid("timestamp", "has an offset of a day or more")
+	case utc.Year() < 1970 || utc.Year() > 9999:
+		return Invalid("timestamp", "must be between 1970 and 9999, in UTC")
+	}
+	return nil
 }
 
 func compactObject(data json.RawMessage) (json.RawMessage, error) {

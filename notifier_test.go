@@ -44,7 +44,7 @@ func TestSign_LowercaseHexOverExactBytes(t *testing.T) {
 func TestEnvelope_TrickyText(t *testing.T) {
 	data := `{"strategy":"momentum-btc","note":"ünïcødé 🚀 <&> / ` + "\u2028" + ` end","score":0.82}`
 	ev, err := notifier.NewEvent("", notifier.EventSignalEmitted,
-		time.Date(2026, 3, 27, 12, 0, 0, 123456789, time.FixedZone("x", 3600)), json.RawMessage(data), time.Now())
+		ptr(time.Date(2026, 3, 27, 12, 0, 0, 123456789, time.FixedZone("x", 3600))), json.RawMessage(data), time.Now())
 	require.NoError(t, err)
 	body, err := ev.Envelope()
 	require.NoError(t, err)
@@ -73,7 +73,7 @@ func TestEnvelope_TrickyText(t *testing.T) {
 func TestNewEvent(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	t.Run("OK", func(t *testing.T) {
-		ev, err := notifier.NewEvent("", notifier.EventOrderFilled, time.Time{},
+		ev, err := notifier.NewEvent("", notifier.EventOrderFilled, nil,
 			json.RawMessage(` { "symbol" : "ETHUSDT" } `), now)
 		require.NoError(t, err)
 		require.Regexp(t, `^evt_[a-z2-7]{26}$`, ev.ID)
@@ -82,7 +82,7 @@ func TestNewEvent(t *testing.T) {
 		require.Equal(t, `{"symbol":"ETHUSDT"}`, string(ev.Data))
 	})
 	t.Run("OwnID", func(t *testing.T) {
-		ev, err := notifier.NewEvent("order-42:filled", notifier.EventOrderFilled, time.Time{}, nil, now)
+		ev, err := notifier.NewEvent("order-42:filled", notifier.EventOrderFilled, nil, nil, now)
 		require.NoError(t, err)
 		require.Equal(t, "order-42:filled", ev.ID)
 		require.Equal(t, "{}", string(ev.Data))
@@ -99,13 +99,32 @@ func TestNewEvent(t *testing.T) {
 		{"ErrIDTooLong", strings.Repeat("a", 129), "order.filled", `{}`, "id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := notifier.NewEvent(tc.id, notifier.EventType(tc.typ), time.Time{}, json.RawMessage(tc.data), now)
+			_, err := notifier.NewEvent(tc.id, notifier.EventType(tc.typ), nil, json.RawMessage(tc.data), now)
 			require.Equal(t, notifier.EINVALID, notifier.ErrorCode(err))
 			var e *notifier.Error
 			require.ErrorAs(t, err, &e)
 			require.Equal(t, tc.field, e.Field)
 		})
 	}
+}
+
+func TestNewEvent_Timestamp(t *testing.T) {
+	for _, ts := range []string{"9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+01:00",
+		"0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2026-01-01T00:00:00+24:00"} {
+		parsed, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue // refused already by the parser
+		}
+		_, err = notifier.NewEvent("", notifier.EventOrderFilled, &parsed, nil, time.Now())
+		var e *notifier.Error
+		require.ErrorAs(t, err, &e, ts)
+		require.Equal(t, "timestamp", e.Field, ts)
+	}
+	ok, err := time.Parse(time.RFC3339, "2026-03-27T14:00:00+02:00")
+	require.NoError(t, err)
+	ev, err := notifier.NewEvent("", notifier.EventOrderFilled, &ok, nil, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, "2026-03-27T12:00:00Z", ev.Timestamp.Format(time.RFC3339))
 }
 
 func TestWebhookValidate(t *testing.T) {
@@ -175,3 +194,5 @@ func TestEventTypes_Catalog(t *testing.T) {
 	require.True(t, ok)
 	require.Contains(t, string(info.Schema), `"strategy"`)
 }
+
+func ptr[T any](v T) *T { return &v }

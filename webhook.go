@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -188,6 +189,11 @@ func ValidateURL(raw string, p URLPolicy) error {
 	}
 	if u.Hostname() == "" {
 		return Invalid("url", "must name a host")
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return Invalid("url", "has port %s; a port is 1 to 65535", port)
+		}
 	}
 	if u.User != nil {
 		return Invalid("url", "must not carry credentials; use the webhook secret to authenticate deliveries")

@@ -23,6 +23,9 @@ const (
 	// ErrAttemptFailed: a receiver did not accept an attempt. The workflow
 	// makes the next attempt on the delivery's schedule.
 	ErrAttemptFailed = "AttemptFailed"
+	// ErrThrottled: too many attempts are in flight to the receiver's host;
+	// the attempt was not made and the workflow makes it again shortly.
+	ErrThrottled = "Throttled"
 	// ErrRefusedTarget: the receiver's address is not allowed; not retried.
 	ErrRefusedTarget = "RefusedTarget"
 	// ErrWebhookInactive: the webhook was deactivated; not retried.
@@ -87,15 +90,14 @@ func (a *Activities) FanOut(ctx context.Context, in FanOutInput) (*FanOutResult,
 	return &FanOutResult{Targets: targets, Retry: a.Retry}, nil
 }
 
-// DeliverInput is one attempt's input. It holds no secret: the activity reads
-// the webhook's secret from the store when it signs.
+// DeliverInput is one attempt's input. It holds no secret and no envelope:
+// the activity reads the envelope, stored once at publish time, and the
+// webhook's secret from the store.
 type DeliverInput struct {
 	DeliveryID string
 	EventID    string
 	EventType  notifier.EventType
 	WebhookID  string
-	// Body is the envelope, the same bytes on every attempt.
-	Body []byte
 	// Attempt counts the attempts of this run of the delivery, from 1.
 	Attempt int
 	Retry   RetryConfig
@@ -131,9 +133,16 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 			"deliver: webhook inactive", ErrWebhookInactive, nil)
 	}
 
-	headers := deliveryHeaders(webhook, in.EventType, in.EventID, in.DeliveryID, in.Body)
+	ev, err := a.Store.Event(ctx, in.EventID)
+	if err != nil {
+		return nil, err
+	}
+	headers := deliveryHeaders(webhook, in.EventType, in.EventID, in.DeliveryID, ev.Body)
 	headers.Set("X-Barfinex-Attempt", strconv.Itoa(in.Attempt))
-	att := a.Sender.Post(ctx, Request{URL: webhook.URL, Body: in.Body, Headers: headers})
+	att := a.Sender.Post(ctx, Request{URL: webhook.URL, Body: ev.Body, Headers: headers})
+	if att.ErrorClass == notifier.ErrClassThrottled {
+		return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, ErrThrottled, nil)
+	}
 	att.DeliveryID, att.Number = in.DeliveryID, in.Attempt
 	att.RunID = activity.GetInfo(ctx).WorkflowExecution.RunID
 
@@ -211,7 +220,8 @@ func (a *Activities) FinishDelivery(ctx context.Context, in FinishDeliveryInput)
 			reason = "canceled by an operator"
 		}
 	}
-	return reason, a.Store.FinishDelivery(ctx, in.DeliveryID, in.Status, reason)
+	runID := activity.GetInfo(ctx).WorkflowExecution.RunID
+	return reason, a.Store.FinishDelivery(ctx, in.DeliveryID, runID, in.Status, reason)
 }
 
 // PingInput names the webhook to test and the ping envelope to send.

@@ -2,10 +2,13 @@ package activities_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/internal/testenv"
 	"github.com/barfinex/notifier/sqlstore"
 )
@@ -28,7 +32,7 @@ func post(t *testing.T, s *activities.Sender, url string) *notifier.Attempt {
 }
 
 func TestSender(t *testing.T) {
-	local := activities.NewSender(activities.SenderOptions{AllowPrivate: true, Timeout: time.Second})
+	local := activities.NewSender(activities.SenderOptions{Policy: egress.Policy{AllowPrivate: true}, Timeout: time.Second})
 
 	t.Run("OK", func(t *testing.T) {
 		r := testenv.NewReceiver(t, http.StatusNoContent)
@@ -66,9 +70,10 @@ func TestSender(t *testing.T) {
 			<-release
 		}))
 		defer srv.Close()
-		defer close(release)
+		defer close(release) // runs first, so that Close does not wait forever
 		att := post(t, local, srv.URL)
 		require.Equal(t, notifier.ErrClassTimeout, att.ErrorClass, att.Error)
+		require.Less(t, att.Duration, 3*time.Second, "the attempt ends at its deadline")
 	})
 
 	t.Run("ErrBodyStallsAfterHeaders", func(t *testing.T) {
@@ -83,6 +88,49 @@ func TestSender(t *testing.T) {
 		att := post(t, local, srv.URL)
 		require.False(t, att.OK())
 		require.Equal(t, 502, att.StatusCode)
+	})
+
+	t.Run("ErrProtocolSwitchEndsTheAttempt", func(t *testing.T) {
+		addr := rawServer(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+		att := post(t, local, "http://"+addr+"/")
+		require.Equal(t, notifier.ErrClassHTTPStatus, att.ErrorClass, att.Error)
+		require.Equal(t, 101, att.StatusCode)
+		require.Less(t, att.Duration, 3*time.Second)
+	})
+
+	t.Run("Err2xxBodyStalls", func(t *testing.T) {
+		addr := rawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+		att := post(t, local, "http://"+addr+"/")
+		require.False(t, att.OK(), "a 2xx counts once its body has arrived")
+		require.Equal(t, notifier.ErrClassTimeout, att.ErrorClass, att.Error)
+		require.Less(t, att.Duration, 3*time.Second)
+	})
+
+	t.Run("ReceiverTextIsCapped", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", "https://e.com/"+strings.Repeat("l", 30<<10))
+			w.Header().Set("X-"+strings.Repeat("N", 20<<10), "v")
+			w.WriteHeader(http.StatusFound)
+		}))
+		defer srv.Close()
+		att := post(t, local, srv.URL)
+		require.Equal(t, notifier.ErrClassRedirect, att.ErrorClass)
+		require.Less(t, len(att.Error), 2048)
+		for k, v := range att.ResponseHeaders {
+			require.LessOrEqual(t, len(k), 128+len("…"))
+			require.LessOrEqual(t, len(v), 512+len("…"))
+		}
+	})
+
+	t.Run("ErrHeadersTooLarge", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", strings.Repeat("l", 1<<20))
+			w.WriteHeader(http.StatusFound)
+		}))
+		defer srv.Close()
+		att := post(t, local, srv.URL)
+		require.False(t, att.OK())
+		require.Less(t, len(att.Error), 2048)
 	})
 
 	t.Run("HugeBodyIsCut", func(t *testing.T) {
@@ -115,6 +163,135 @@ func TestSender(t *testing.T) {
 		require.Equal(t, notifier.ErrClassRefused, att.ErrorClass, att.Error)
 		require.Empty(t, r.Requests())
 	})
+
+	t.Run("ErrRedirectToInternalNotFollowed", func(t *testing.T) {
+		target := testenv.NewReceiver(t)
+		for _, code := range []int{301, 302, 303, 307, 308} {
+			srv := httptest.NewServer(http.RedirectHandler("http://169.254.169.254/latest/meta-data", code))
+			att := post(t, local, srv.URL)
+			srv.Close()
+			require.Equal(t, notifier.ErrClassRedirect, att.ErrorClass)
+			require.Equal(t, code, att.StatusCode)
+			require.Contains(t, att.Error, "169.254.169.254")
+		}
+		require.Empty(t, target.Requests())
+	})
+
+	t.Run("ErrSelfSignedCertificate", func(t *testing.T) {
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		defer srv.Close()
+		att := post(t, local, srv.URL)
+		require.Equal(t, notifier.ErrClassTLS, att.ErrorClass, att.Error)
+	})
+
+	t.Run("GzipBombIsNotExpanded", func(t *testing.T) {
+		var bomb bytes.Buffer
+		zw := gzip.NewWriter(&bomb)
+		zeros := make([]byte, 1<<20)
+		for range 64 { // 64 MiB of zeros, a few KiB compressed
+			_, _ = zw.Write(zeros)
+		}
+		require.NoError(t, zw.Close())
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write(bomb.Bytes())
+		}))
+		defer srv.Close()
+		att := post(t, local, srv.URL)
+		require.Equal(t, 500, att.StatusCode)
+		require.LessOrEqual(t, len(att.ResponseBody), 3*activities.MaxResponseBody,
+			"the body is kept raw and cut, never inflated")
+	})
+
+	t.Run("EndlessBodyIsCutAndBounded", func(t *testing.T) {
+		written := make(chan int64, 1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			chunk := bytes.Repeat([]byte("x"), 32<<10)
+			var n int64
+			defer func() { written <- n }()
+			for n < 1<<30 {
+				m, err := w.Write(chunk)
+				n += int64(m)
+				if err != nil {
+					return
+				}
+			}
+		}))
+		defer srv.Close()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		att := post(t, local, srv.URL)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		require.True(t, att.OK())
+		require.Len(t, att.ResponseBody, activities.MaxResponseBody)
+		require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20), "heap stays bounded")
+		require.Less(t, <-written, int64(1<<30), "the sender stopped reading")
+	})
+
+	t.Run("SlowHostIsBounded", func(t *testing.T) {
+		release, arrived := make(chan struct{}), make(chan struct{}, 2)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- struct{}{}
+			<-release
+		}))
+		defer srv.Close()
+		released := false
+		defer func() {
+			if !released {
+				close(release)
+			}
+		}()
+		s := activities.NewSender(activities.SenderOptions{
+			Policy: egress.Policy{AllowPrivate: true}, Timeout: 5 * time.Second, MaxPerHost: 2,
+		})
+		results := make(chan *notifier.Attempt, 2)
+		for range 2 {
+			go func() { results <- post(t, s, srv.URL) }()
+		}
+		<-arrived
+		<-arrived
+		// A third attempt to the same host is turned away at once, without
+		// taking a connection, while the first two hang.
+		att := post(t, s, srv.URL)
+		require.Equal(t, notifier.ErrClassThrottled, att.ErrorClass)
+		other := testenv.NewReceiver(t)
+		require.True(t, post(t, s, other.URL()).OK(), "other hosts are not held up")
+		close(release)
+		released = true
+		for range 2 {
+			require.True(t, (<-results).OK())
+		}
+		require.True(t, post(t, s, srv.URL).OK(), "places are given back")
+	})
+}
+
+// rawServer answers every connection with the given bytes, then holds it
+// open until the test ends.
+func rawServer(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				buf := make([]byte, 64<<10)
+				_, _ = conn.Read(buf)
+				_, _ = conn.Write([]byte(answer))
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 type fixture struct {
@@ -131,20 +308,21 @@ func newFixture(t *testing.T) *fixture {
 	env := suite.NewTestActivityEnvironment()
 	acts := &activities.Activities{
 		Store:  store,
-		Sender: activities.NewSender(activities.SenderOptions{AllowPrivate: true, Timeout: time.Second}),
+		Sender: activities.NewSender(activities.SenderOptions{Policy: egress.Policy{AllowPrivate: true}, Timeout: time.Second}),
 		Retry:  activities.DefaultRetry,
 	}
 	env.RegisterActivity(acts)
 	return &fixture{store: store, acts: acts, env: env}
 }
 
-// deliveryTo creates a webhook for url and an event fanned out to it.
-func (f *fixture) deliveryTo(t *testing.T, url, secret string, active bool) activities.DeliverInput {
+// deliveryTo creates a webhook for url and an event fanned out to it, and
+// returns the first attempt's input and the envelope.
+func (f *fixture) deliveryTo(t *testing.T, url, secret string, active bool) (activities.DeliverInput, []byte) {
 	ctx := context.Background()
 	w := &notifier.Webhook{Name: "desk", URL: url, Secret: secret, Active: true,
 		Events: []notifier.EventType{notifier.EventOrderFilled}}
 	require.NoError(t, f.store.CreateWebhook(ctx, w))
-	ev, err := notifier.NewEvent("", notifier.EventOrderFilled, time.Time{}, []byte(`{"symbol":"BTCUSDT"}`), time.Now())
+	ev, err := notifier.NewEvent("", notifier.EventOrderFilled, nil, []byte(`{"symbol":"BTCUSDT"}`), time.Now())
 	require.NoError(t, err)
 	body, err := ev.Envelope()
 	require.NoError(t, err)
@@ -158,14 +336,14 @@ func (f *fixture) deliveryTo(t *testing.T, url, secret string, active bool) acti
 	}
 	return activities.DeliverInput{
 		DeliveryID: notifier.DeliveryID(ev.ID, w.ID), EventID: ev.ID, EventType: ev.Type,
-		WebhookID: w.ID, Body: body, Attempt: 1, Retry: activities.DefaultRetry,
-	}
+		WebhookID: w.ID, Attempt: 1, Retry: activities.DefaultRetry,
+	}, body
 }
 
 func TestDeliver_SignsAndRecords(t *testing.T) {
 	f := newFixture(t)
 	r := testenv.NewReceiver(t)
-	in := f.deliveryTo(t, r.URL(), "whsec-Ü-🔑", true)
+	in, body := f.deliveryTo(t, r.URL(), "whsec-Ü-🔑", true)
 
 	val, err := f.env.ExecuteActivity(f.acts.Deliver, in)
 	require.NoError(t, err)
@@ -174,7 +352,7 @@ func TestDeliver_SignsAndRecords(t *testing.T) {
 	require.True(t, res.Recorded)
 
 	req := r.Requests()[0]
-	require.Equal(t, in.Body, req.Body)
+	require.Equal(t, body, req.Body)
 	require.Equal(t, "application/json", req.Header.Get("Content-Type"))
 	require.True(t, strings.HasPrefix(req.Header.Get("User-Agent"), "Barfinex-Notifier/"))
 	require.Equal(t, "order.filled", req.Header.Get("X-Barfinex-Event"))
@@ -194,7 +372,7 @@ func TestDeliver_SignsAndRecords(t *testing.T) {
 func TestDeliver_NoSecretNoSignature(t *testing.T) {
 	f := newFixture(t)
 	r := testenv.NewReceiver(t)
-	in := f.deliveryTo(t, r.URL(), "", true)
+	in, _ := f.deliveryTo(t, r.URL(), "", true)
 	_, err := f.env.ExecuteActivity(f.acts.Deliver, in)
 	require.NoError(t, err)
 	_, signed := r.Requests()[0].Header["X-Barfinex-Signature"]
@@ -204,7 +382,7 @@ func TestDeliver_NoSecretNoSignature(t *testing.T) {
 func TestDeliver_FailedAttemptIsLogged(t *testing.T) {
 	f := newFixture(t)
 	r := testenv.NewReceiver(t, http.StatusServiceUnavailable)
-	in := f.deliveryTo(t, r.URL(), "k", true)
+	in, _ := f.deliveryTo(t, r.URL(), "k", true)
 
 	_, err := f.env.ExecuteActivity(f.acts.Deliver, in)
 	var appErr *temporal.ApplicationError
@@ -225,7 +403,7 @@ func TestDeliver_FailedAttemptIsLogged(t *testing.T) {
 func TestDeliver_InactiveWebhookGetsNothing(t *testing.T) {
 	f := newFixture(t)
 	r := testenv.NewReceiver(t)
-	in := f.deliveryTo(t, r.URL(), "k", false)
+	in, _ := f.deliveryTo(t, r.URL(), "k", false)
 
 	_, err := f.env.ExecuteActivity(f.acts.Deliver, in)
 	var appErr *temporal.ApplicationError
@@ -238,7 +416,7 @@ func TestDeliver_InactiveWebhookGetsNothing(t *testing.T) {
 func TestDeliver_DeletedWebhookGetsNothing(t *testing.T) {
 	f := newFixture(t)
 	r := testenv.NewReceiver(t)
-	in := f.deliveryTo(t, r.URL(), "k", true)
+	in, _ := f.deliveryTo(t, r.URL(), "k", true)
 	require.NoError(t, f.store.DeleteWebhook(context.Background(), in.WebhookID))
 
 	_, err := f.env.ExecuteActivity(f.acts.Deliver, in)

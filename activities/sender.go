@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,21 +10,26 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/egress"
 )
 
 // Limits on what is kept of a receiver's answer.
 const (
 	MaxResponseBody   = 4 << 10
 	maxHeaders        = 32
+	maxHeaderNameLen  = 128
 	maxHeaderValueLen = 512
+	maxErrorLen       = 1024
+	// maxHeaderBytes bounds all of an answer's headers; beyond it the
+	// answer is refused.
+	maxHeaderBytes = 64 << 10
 )
 
 // DefaultAttemptTimeout bounds one attempt: connect, headers and body.
@@ -33,16 +39,26 @@ const DefaultAttemptTimeout = 10 * time.Second
 type SenderOptions struct {
 	// Timeout bounds one attempt, body included. Default DefaultAttemptTimeout.
 	Timeout time.Duration
-	// AllowPrivate lets attempts connect to loopback, private, link-local and
-	// other internal addresses. Default false.
-	AllowPrivate bool
+	// Policy says which targets attempts may connect to. The zero Policy
+	// allows public https receivers only.
+	Policy egress.Policy
+	// Resolver resolves receivers' host names. Default net.DefaultResolver.
+	Resolver egress.Resolver
+	// MaxPerHost bounds the attempts in flight to one host, so that a slow
+	// receiver cannot hold every worker slot. Default 16.
+	MaxPerHost int
 }
 
 // Sender posts deliveries to receivers. It owns the timeouts, refuses
-// internal addresses at connect time, never follows redirects, and reads an
-// answer only up to a cap.
+// internal addresses at connect time, never follows redirects, reads an
+// answer only up to a cap, and bounds the attempts in flight per host.
 type Sender struct {
-	client *http.Client
+	client     *http.Client
+	policy     egress.Policy
+	maxPerHost int
+
+	mu       sync.Mutex
+	inFlight map[string]int
 }
 
 // NewSender returns a Sender with the given options.
@@ -50,13 +66,10 @@ func NewSender(opts SenderOptions) *Sender {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultAttemptTimeout
 	}
-	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
-	if !opts.AllowPrivate {
-		// Control runs after name resolution with the address actually being
-		// dialed, so a name cannot resolve to one address when checked and
-		// another when used.
-		dialer.Control = refuseInternal
+	if opts.MaxPerHost <= 0 {
+		opts.MaxPerHost = 16
 	}
+	dialer := &egress.Dialer{Policy: opts.Policy, Resolver: opts.Resolver, Timeout: opts.Timeout}
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
@@ -67,14 +80,41 @@ func NewSender(opts SenderOptions) *Sender {
 		TLSHandshakeTimeout:   opts.Timeout,
 		ResponseHeaderTimeout: opts.Timeout,
 		ExpectContinueTimeout: time.Second,
+		// Bodies are read raw: a compressed answer cannot expand past the cap.
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxHeaderBytes,
 	}
-	return &Sender{client: &http.Client{
-		Transport: transport,
-		Timeout:   opts.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
+	return &Sender{
+		client: &http.Client{
+			Transport: transport,
+			Timeout:   opts.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
 		},
-	}}
+		policy:     opts.Policy,
+		maxPerHost: opts.MaxPerHost,
+		inFlight:   map[string]int{},
+	}
+}
+
+// acquire takes one of host's in-flight places; false when all are taken.
+func (s *Sender) acquire(host string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[host] >= s.maxPerHost {
+		return false
+	}
+	s.inFlight[host]++
+	return true
+}
+
+func (s *Sender) release(host string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[host]--; s.inFlight[host] <= 0 {
+		delete(s.inFlight, host)
+	}
 }
 
 // Request is one POST to make.
@@ -89,39 +129,71 @@ type Request struct {
 func (s *Sender) Post(ctx context.Context, r Request) *notifier.Attempt {
 	a := &notifier.Attempt{URL: r.URL, StartedAt: time.Now().UTC()}
 	defer func() { a.Duration = time.Since(a.StartedAt) }()
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, strings.NewReader(string(r.Body)))
-	if err != nil {
-		a.ErrorClass, a.Error = notifier.ErrClassInternal, "build request: "+err.Error()
+	fail := func(class, msg string) *notifier.Attempt {
+		a.ErrorClass, a.Error = class, clip(msg, maxErrorLen)
 		return a
 	}
+
+	if err := s.policy.CheckURL(r.URL); err != nil {
+		return fail(classify(err), err.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.client.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return fail(notifier.ErrClassInternal, "build request: "+err.Error())
+	}
+	if !s.acquire(req.URL.Host) {
+		return fail(notifier.ErrClassThrottled,
+			fmt.Sprintf("%d attempts already in flight to %s", s.maxPerHost, req.URL.Host))
+	}
+	defer s.release(req.URL.Host)
 	req.Header = r.Headers.Clone()
 	req.ContentLength = int64(len(r.Body))
 
 	resp, err := s.client.Do(req)
 	if err != nil {
-		a.ErrorClass, a.Error = classify(err), err.Error()
-		return a
+		return fail(classify(err), err.Error())
 	}
+	// Whatever the answer, the connection is closed by the deadline: a
+	// body, or a connection taken over by a protocol switch, that stalls
+	// cannot hold the attempt past it.
+	stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
+	defer stop()
 	defer resp.Body.Close()
 	a.StatusCode = resp.StatusCode
 	a.ResponseHeaders = keepHeaders(resp.Header)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return fail(notifier.ErrClassHTTPStatus, "receiver switched protocols (101) instead of answering")
+	}
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
 	a.ResponseBody = strings.ToValidUTF8(string(body), string(utf8.RuneError))
 
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		a.ErrorClass = notifier.ErrClassRedirect
-		a.Error = fmt.Sprintf("redirect %d to %q not followed", resp.StatusCode, resp.Header.Get("Location"))
+		return fail(notifier.ErrClassRedirect, fmt.Sprintf("redirect %d to %q not followed",
+			resp.StatusCode, clip(resp.Header.Get("Location"), maxHeaderValueLen)))
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		a.ErrorClass = notifier.ErrClassHTTPStatus
-		a.Error = fmt.Sprintf("receiver answered %d", resp.StatusCode)
-	case err != nil:
-		// A 2xx whose body stalls or breaks is still an answer: the receiver
-		// accepted the delivery.
-		a.ResponseBody += "\n[body not read in full: " + err.Error() + "]"
+		return fail(notifier.ErrClassHTTPStatus, fmt.Sprintf("receiver answered %d", resp.StatusCode))
+	case readErr != nil && ctx.Err() != nil:
+		// The answer counts once it has arrived whole, or up to the cap.
+		return fail(notifier.ErrClassTimeout, "receiver answered 2xx but its body did not arrive in time")
+	case readErr != nil:
+		return fail(classify(readErr), "receiver answered 2xx but its body broke off: "+readErr.Error())
 	}
 	return a
+}
+
+// clip cuts s to at most n bytes, on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }
 
 func keepHeaders(h http.Header) map[string]string {
@@ -130,66 +202,15 @@ func keepHeaders(h http.Header) map[string]string {
 		if len(out) == maxHeaders {
 			break
 		}
-		val := strings.Join(v, ", ")
-		if len(val) > maxHeaderValueLen {
-			val = val[:maxHeaderValueLen]
-		}
-		out[k] = strings.ToValidUTF8(val, string(utf8.RuneError))
+		val := strings.ToValidUTF8(strings.Join(v, ", "), string(utf8.RuneError))
+		out[clip(k, maxHeaderNameLen)] = clip(val, maxHeaderValueLen)
 	}
 	return out
-}
-
-// refusedError is returned when an attempt would connect to an address that
-// is not allowed.
-type refusedError struct{ addr netip.Addr }
-
-func (e *refusedError) Error() string {
-	return fmt.Sprintf("connection to internal address %s refused (set NOTIFIER_ALLOW_PRIVATE_URLS=true to allow)", e.addr)
-}
-
-// Ranges that a receiver may not be in unless the operator allows it.
-var internalPrefixes = mustPrefixes(
-	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-	"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
-	"198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-	"::/128", "::1/128", "::/96", "64:ff9b::/96", "100::/64", "2001:db8::/32",
-	"fc00::/7", "fe80::/10", "ff00::/8",
-)
-
-func mustPrefixes(ss ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(ss))
-	for i, s := range ss {
-		out[i] = netip.MustParsePrefix(s)
-	}
-	return out
-}
-
-// Internal reports whether addr is in a range receivers may not be in.
-func Internal(addr netip.Addr) bool {
-	addr = addr.Unmap()
-	for _, p := range internalPrefixes {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
-
-func refuseInternal(_, address string, _ syscall.RawConn) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("connect to %s: unparsable address", address)
-	}
-	if Internal(ap.Addr()) {
-		return &refusedError{addr: ap.Addr().Unmap()}
-	}
-	return nil
 }
 
 // classify names the kind of failure of a request that got no answer.
 func classify(err error) string {
 	var (
-		refused *refusedError
 		dnsErr  *net.DNSError
 		netErr  net.Error
 		certErr *tls.CertificateVerificationError
@@ -200,7 +221,7 @@ func classify(err error) string {
 		alert   tls.AlertError
 	)
 	switch {
-	case errors.As(err, &refused):
+	case errors.Is(err, egress.ErrRefused):
 		return notifier.ErrClassRefused
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():

@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/apiserver"
+	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/internal/testenv"
 	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/worker"
@@ -49,8 +51,14 @@ type api struct {
 	logs  *syncWriter
 }
 
-// newAPI serves the API over a fresh store, with a worker of its own.
+// newAPI serves the API over a fresh store, with a worker of its own. It
+// lets webhooks point at local receivers.
 func newAPI(t *testing.T) *api {
+	t.Helper()
+	return newAPIWith(t, egress.Policy{AllowPrivate: true}, devServer.Client())
+}
+
+func newAPIWith(t *testing.T, policy egress.Policy, tc client.Client) *api {
 	t.Helper()
 	store, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "n.db"))
 	require.NoError(t, err)
@@ -59,16 +67,17 @@ func newAPI(t *testing.T) *api {
 	queue := "api-" + t.Name()
 	w := worker.New(devServer.Client(), queue, &activities.Activities{
 		Store:  store,
-		Sender: activities.NewSender(activities.SenderOptions{AllowPrivate: true, Timeout: 2 * time.Second}),
+		Sender: activities.NewSender(activities.SenderOptions{Policy: policy, Timeout: 2 * time.Second}),
 		Retry:  activities.DefaultRetry,
 	})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
 	logs := &syncWriter{b: &strings.Builder{}}
-	srv, err := apiserver.New(store, devServer.Client(), apiserver.Config{
+	srv, err := apiserver.New(store, tc, apiserver.Config{
 		Token:         token,
-		URLPolicy:     notifier.URLPolicy{AllowHTTP: true},
+		URLPolicy:     notifier.URLPolicy{AllowHTTP: policy.AllowPrivate},
+		Egress:        policy,
 		MaxEventBytes: 1024,
 		TaskQueue:     queue,
 	}, slog.New(slog.NewJSONHandler(logs, nil)))
@@ -158,6 +167,9 @@ func TestAuth(t *testing.T) {
 			require.Equal(t, "unauthorized", r.errorCode())
 		})
 	}
+	t.Run("SchemeIsCaseInsensitive", func(t *testing.T) {
+		require.Equal(t, http.StatusOK, a.doAuth("GET", "/v1/webhooks", "", "bearer "+token).status)
+	})
 	t.Run("HealthNeedsNoToken", func(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.doAuth("GET", "/healthz", "", "").status)
 		r := a.doAuth("GET", "/readyz", "", "")
@@ -227,6 +239,9 @@ func TestCreateWebhook(t *testing.T) {
 		{"ErrNotObject", `[1]`, "invalid_argument", "body", 400},
 		{"ErrEmpty", ``, "invalid_argument", "body", 400},
 		{"ErrTooLarge", `{"name":"` + strings.Repeat("x", 70<<10) + `"}`, "payload_too_large", "", 413},
+		{"ErrSecretNotUTF8", "{\"name\":\"x\",\"url\":\"https://e.com/h\",\"events\":[\"order.filled\"],\"secret\":\"s\xff\"}", "invalid_argument", "body", 400},
+		{"ErrURLPort", `{"name":"x","url":"https://e.com:99999/h","events":["order.filled"]}`, "invalid_argument", "url", 400},
+		{"ErrEventsElementType", `{"name":"x","url":"https://e.com/h","events":[1]}`, "invalid_argument", "events", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, err := a.store.Webhooks(context.Background(), 100, "")
@@ -274,6 +289,7 @@ func TestWebhookReadChangeDelete(t *testing.T) {
 	})
 	t.Run("ErrListCursor", func(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, a.do("GET", "/v1/webhooks?cursor=%25%25", "").status)
+		require.Equal(t, http.StatusBadRequest, a.do("GET", "/v1/webhooks?cursor=fA", "").status)
 	})
 	t.Run("Patch", func(t *testing.T) {
 		r := a.do("PATCH", "/v1/webhooks/"+id, `{"name":"Renamed","active":false,"events":["service.down"],"secret":""}`)
@@ -367,7 +383,9 @@ func TestPublishEvent(t *testing.T) {
 		{"ErrTypeUnknown", `{"type":"order.cancelled","data":{}}`, "invalid_argument", "type", 400},
 		{"ErrTypePing", `{"type":"ping","data":{}}`, "invalid_argument", "type", 400},
 		{"ErrDataArray", `{"type":"order.filled","data":[]}`, "invalid_argument", "data", 400},
-		{"ErrTimestamp", `{"type":"order.filled","data":{},"timestamp":"yesterday"}`, "invalid_argument", "timestamp", 400},
+		{"ErrTimestamp", `{"type":"order.filled","data":{"symbol":"X"},"timestamp":"yesterday"}`, "invalid_argument", "timestamp", 400},
+		{"ErrTimestampYear", `{"type":"order.filled","data":{"symbol":"X"},"timestamp":"9999-12-31T23:59:59-01:00"}`, "invalid_argument", "timestamp", 400},
+		{"ErrTimestampZero", `{"type":"order.filled","data":{"symbol":"X"},"timestamp":"0001-01-01T00:00:00Z"}`, "invalid_argument", "timestamp", 400},
 		{"ErrID", `{"id":"has space","type":"order.filled","data":{}}`, "invalid_argument", "id", 400},
 		{"ErrUnknownField", `{"type":"order.filled","data":{},"priority":1}`, "invalid_argument", "priority", 400},
 		{"ErrBadJSON", `{"type":`, "invalid_argument", "body", 400},
@@ -421,6 +439,39 @@ func TestUnknownRoute(t *testing.T) {
 	require.Equal(t, "not_found", r.errorCode())
 	r = a.do("PUT", "/v1/webhooks", "")
 	require.Equal(t, http.StatusMethodNotAllowed, r.status)
+	for _, path := range []string{"/v1/webhooks/", "/v1/events/"} {
+		r = a.do("POST", path, "{}")
+		require.Equal(t, http.StatusNotFound, r.status, path)
+		require.Equal(t, "not_found", r.errorCode(), "every answer is JSON")
+	}
+}
+
+func TestCreateWebhook_RefusedTargets(t *testing.T) {
+	a := newAPIWith(t, egress.Policy{}, devServer.Client())
+	for _, url := range []string{
+		"http://hooks.example.com/x", "https://127.0.0.1/x", "https://[::1%25lo]/x",
+		"https://2130706433/x", "https://169.254.169.254/latest", "https://localhost/x",
+		"https://10.0.0.5/x",
+	} {
+		r := a.do("POST", "/v1/webhooks", `{"name":"x","url":"`+url+`","events":["order.filled"]}`)
+		require.Equal(t, http.StatusBadRequest, r.status, url)
+		require.Equal(t, "url", r.errorField(), url)
+	}
+	page, err := a.store.Webhooks(context.Background(), 10, "")
+	require.NoError(t, err)
+	require.Empty(t, page.Webhooks)
+}
+
+func TestPublish_TemporalDown(t *testing.T) {
+	dead, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	require.NoError(t, err)
+	down := newAPIWith(t, egress.Policy{AllowPrivate: true}, dead)
+	body := `{"id":"while-down-1","type":"order.filled","data":{"symbol":"BTCUSDT"}}`
+	r := down.do("POST", "/v1/events", body)
+	require.Equal(t, http.StatusServiceUnavailable, r.status, r.raw)
+	require.Equal(t, "unavailable", r.errorCode())
+	require.Equal(t, "while-down-1", r.body["error"].(map[string]any)["event_id"])
+	require.NotContains(t, r.raw, "127.0.0.1:1", "no internals in the answer")
 }
 
 // seedDeliveries publishes n events straight into the store, fanned out to
@@ -433,7 +484,7 @@ func seedDeliveries(t *testing.T, store *sqlstore.Store, webhookID string, n int
 	byStatus := map[string][]string{}
 	for i := range n {
 		typ := types[i%len(types)]
-		ev, err := notifier.NewEvent("", typ, time.Time{}, []byte(`{"i":`+fmt.Sprint(i)+`}`), time.Now())
+		ev, err := notifier.NewEvent("", typ, nil, []byte(`{"i":`+fmt.Sprint(i)+`}`), time.Now())
 		require.NoError(t, err)
 		body, err := ev.Envelope()
 		require.NoError(t, err)
@@ -447,7 +498,7 @@ func seedDeliveries(t *testing.T, store *sqlstore.Store, webhookID string, n int
 		switch i % 3 {
 		case 1:
 			status = notifier.DeliveryFailed
-			require.NoError(t, store.FinishDelivery(ctx, id, status, "receiver answered 500"))
+			require.NoError(t, store.FinishDelivery(ctx, id, "r0", status, "receiver answered 500"))
 		case 2:
 			status = notifier.DeliverySucceeded
 			require.NoError(t, store.RecordAttempt(ctx, &notifier.Attempt{

@@ -247,8 +247,7 @@ func (s *Server) retryDelivery(c *gin.Context) {
 			"webhook %s is inactive; activate it before retrying its deliveries", w.ID))
 		return
 	}
-	ev, err := s.store.Event(ctx, d.EventID)
-	if err != nil {
+	if _, err := s.store.Event(ctx, d.EventID); err != nil {
 		s.fail(c, "retry delivery", err)
 		return
 	}
@@ -265,11 +264,13 @@ func (s *Server) retryDelivery(c *gin.Context) {
 		ID:                    id,
 		TaskQueue:             s.cfg.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:         "retry: " + workflows.DeliverySummary(d.EventType, w.Name, w.URL),
-		TypedSearchAttributes: workflows.DeliveryAttributes(w.ID, d.EventID, d.EventType),
+		// A run already under way is an error, not a handle to it.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            "retry: " + workflows.DeliverySummary(d.EventType, w.Name, w.URL),
+		TypedSearchAttributes:                    workflows.DeliveryAttributes(w.ID, d.EventID, d.EventType),
 	}, workflows.DeliveryWorkflow, workflows.DeliveryInput{
 		DeliveryID: id, EventID: d.EventID, EventType: d.EventType, WebhookID: w.ID,
-		Body: ev.Body, Retry: s.cfg.Retry,
+		Retry: s.cfg.Retry,
 	})
 	if err != nil {
 		if rerr := s.store.RestoreDelivery(context.WithoutCancel(ctx), before); rerr != nil {

@@ -1,12 +1,14 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -62,17 +64,21 @@ func (s *Server) fail(c *gin.Context, op string, err error) {
 // decode reads the request's JSON body into v, strictly: one object, no
 // unknown fields, no trailing data, at most limit bytes.
 func decode(c *gin.Context, v any, limit int64) error {
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
-	dec := json.NewDecoder(c.Request.Body)
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		return decodeError(err, limit)
+	}
+	// The JSON decoder would quietly replace bad bytes; a secret so changed
+	// would sign with something other than what its owner holds.
+	if !utf8.Valid(raw) {
+		return notifier.Invalid("body", "must be valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err, limit)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return decodeError(err, limit)
-		}
 		return notifier.Invalid("body", "must hold a single JSON object")
 	}
 	return nil
@@ -95,7 +101,7 @@ func decodeError(err error, limit int64) error {
 		if typeErr.Field == "" {
 			return notifier.Invalid("body", "must be a JSON object")
 		}
-		return notifier.Invalid(typeErr.Field, "must be %s", jsonKind(typeErr.Type.Kind().String()))
+		return notifier.Invalid(typeErr.Field, "has a %s where %s belongs", typeErr.Value, jsonKind(typeErr.Type.Kind().String()))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return notifier.Invalid(field, "is not a known field")

@@ -37,13 +37,14 @@ func (s *Server) publishEvent(c *gin.Context) {
 		writeError(c, notifier.Invalid("type", "ping events are sent by POST /v1/webhooks/{id}/ping"))
 		return
 	}
-	var ts time.Time
+	var ts *time.Time
 	if req.Timestamp != nil {
-		var err error
-		if ts, err = time.Parse(time.RFC3339Nano, *req.Timestamp); err != nil {
+		t, err := time.Parse(time.RFC3339Nano, *req.Timestamp)
+		if err != nil {
 			writeError(c, notifier.Invalid("timestamp", "must be an RFC 3339 time, like 2026-03-27T12:00:00.000Z"))
 			return
 		}
+		ts = &t
 	}
 	ev, err := notifier.NewEvent(req.ID, req.Type, ts, req.Data, s.now())
 	if err != nil {
@@ -78,15 +79,22 @@ func (s *Server) publishEvent(c *gin.Context) {
 		ID:                    workflows.EventWorkflowID(stored.ID),
 		TaskQueue:             s.cfg.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		StaticSummary:         string(stored.Type) + " " + stored.ID,
+		// A run already under way is an error, not a handle to it.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            string(stored.Type) + " " + stored.ID,
 	}, workflows.EventWorkflow, workflows.EventInput{
-		EventID: stored.ID, EventType: stored.Type, Body: stored.Body,
+		EventID: stored.ID, EventType: stored.Type,
 	})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
+	alreadyStarted := errors.As(err, &started)
+	if err != nil && !alreadyStarted {
 		s.log.Error("start event workflow", "event_id", stored.ID, "err", err)
-		writeError(c, notifier.Errorf(notifier.EUNAVAILABLE,
-			"the event could not be queued for delivery; publish it again with the same id"))
+		// The event is stored: the same id, published again, delivers it.
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{
+			"code":     notifier.EUNAVAILABLE,
+			"message":  "the event could not be queued for delivery; publish it again with the same id",
+			"event_id": stored.ID,
+		}})
 		return
 	}
 	if created {
@@ -96,7 +104,7 @@ func (s *Server) publishEvent(c *gin.Context) {
 		"id":        stored.ID,
 		"type":      stored.Type,
 		"timestamp": timeJSON(stored.Timestamp),
-		"duplicate": !created,
+		"duplicate": !created && (alreadyStarted || stored.FannedOut),
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
@@ -24,8 +25,10 @@ type Config struct {
 	// Token is the bearer token every /v1 request must carry. Empty disables
 	// authentication; the command refuses that off loopback.
 	Token string
-	// URLPolicy says which webhook URLs are accepted.
+	// URLPolicy says which webhook URLs are well formed.
 	URLPolicy notifier.URLPolicy
+	// Egress refuses, on create and change, URLs whose targets are closed.
+	Egress egress.Policy
 	// MaxEventBytes caps the size of a published event's data. Default
 	// 256 KiB.
 	MaxEventBytes int64
@@ -78,6 +81,9 @@ func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// Every answer is JSON: no redirects to a path with or without a slash.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	r.Use(s.logRequests, s.recover)
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, notifier.Errorf(notifier.ENOTFOUND, "no route %s %s", c.Request.Method, c.Request.URL.Path))
@@ -109,8 +115,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	if s.cfg.Token == "" {
 		return
 	}
-	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Token)) != 1 {
+	scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") ||
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.Token)) != 1 {
 		c.Header("WWW-Authenticate", `Bearer realm="notifier"`)
 		writeError(c, notifier.Errorf(notifier.EUNAUTHORIZED, "a valid bearer token is required"))
 		c.Abort()

@@ -90,6 +90,10 @@ func (s *Server) createWebhook(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	if err := s.cfg.Egress.CheckURL(w.URL); err != nil {
+		writeError(c, notifier.Invalid("url", "%v", err))
+		return
+	}
 	if err := s.store.CreateWebhook(c.Request.Context(), w); err != nil {
 		s.fail(c, "create webhook", err)
 		return
@@ -180,6 +184,12 @@ func (s *Server) updateWebhook(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	if upd.URL != nil {
+		if err := s.cfg.Egress.CheckURL(*upd.URL); err != nil {
+			writeError(c, notifier.Invalid("url", "%v", err))
+			return
+		}
+	}
 	w, err := s.store.UpdateWebhook(c.Request.Context(), id, upd)
 	if err != nil {
 		s.fail(c, "update webhook", err)
@@ -236,7 +246,7 @@ func (s *Server) ping(ctx context.Context, webhookID string) *pingJSON {
 		"webhook_id": webhookID,
 		"message":    "Test ping from Barfinex Notifier",
 	})
-	ev, err := notifier.NewEvent("", notifier.EventPing, time.Time{}, data, s.now())
+	ev, err := notifier.NewEvent("", notifier.EventPing, nil, data, s.now())
 	if err != nil {
 		return &pingJSON{Error: "ping not sent: " + err.Error()}
 	}

@@ -18,6 +18,8 @@ type StoredEvent struct {
 	// Body is the envelope, exactly as every delivery sends it.
 	Body      []byte
 	CreatedAt time.Time
+	// FannedOut is set once the event's deliveries were created.
+	FannedOut bool
 }
 
 // CreateEvent stores a published event with its envelope. When an event with
@@ -47,16 +49,17 @@ func (s *Store) Event(ctx context.Context, id string) (*StoredEvent, error) {
 		e                StoredEvent
 		typ, ts, created string
 		body             string
+		fannedOut        sql.NullString
 	)
 	err := s.db.QueryRowContext(ctx,
-		`SELECT id, type, timestamp, body, created_at FROM events WHERE id = ?`, id).
-		Scan(&e.ID, &typ, &ts, &body, &created)
+		`SELECT id, type, timestamp, body, created_at, fanned_out_at FROM events WHERE id = ?`, id).
+		Scan(&e.ID, &typ, &ts, &body, &created, &fannedOut)
 	if isNoRows(err) {
 		return nil, notFound("event", id)
 	} else if err != nil {
 		return nil, err
 	}
-	e.Type, e.Body = notifier.EventType(typ), []byte(body)
+	e.Type, e.Body, e.FannedOut = notifier.EventType(typ), []byte(body), fannedOut.Valid
 	if e.Timestamp, err = parseTime(ts); err != nil {
 		return nil, err
 	}
@@ -82,9 +85,10 @@ type Target struct {
 }
 
 // FanOut creates a pending delivery of the event for every active webhook
-// subscribed to its type, and returns every delivery of the event that has
-// not made an attempt yet. It is idempotent: run again, it creates nothing
-// twice and returns the deliveries still waiting to start.
+// subscribed to its type, the first time it runs for the event, and returns
+// every delivery of the event that has not made an attempt yet. Run again,
+// it creates nothing and returns the deliveries still waiting to start, so
+// an event published twice never reaches a webhook created in between.
 func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 	var targets []Target
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -95,11 +99,22 @@ func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 		} else if err != nil {
 			return err
 		}
-		subscribed, err := subscribedWebhooks(ctx, tx, notifier.EventType(typ))
+		var fannedOut sql.NullString
+		err = tx.QueryRowContext(ctx, `SELECT fanned_out_at FROM events WHERE id = ?`, eventID).Scan(&fannedOut)
 		if err != nil {
 			return err
 		}
+		var subscribed []string
+		if !fannedOut.Valid {
+			if subscribed, err = subscribedWebhooks(ctx, tx, notifier.EventType(typ)); err != nil {
+				return err
+			}
+		}
 		now := formatTime(s.clock())
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET fanned_out_at = ?
+			WHERE id = ? AND fanned_out_at IS NULL`, now, eventID); err != nil {
+			return err
+		}
 		for _, webhookID := range subscribed {
 			_, err := tx.ExecContext(ctx, `INSERT INTO deliveries
 				(id, event_id, event_type, webhook_id, status, created_at, updated_at)
@@ -201,24 +216,33 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?,
-			attempts = (SELECT COUNT(*) FROM attempts WHERE delivery_id = ?),
-			last_status_code = ?, last_error = ?, next_attempt_at = ?, completed_at = ?,
-			updated_at = ? WHERE id = ? AND status <> ?`,
-			string(out.Status), a.DeliveryID, nullInt(a.StatusCode), nullString(a.Error),
-			nullTime(out.NextAttemptAt), nullTime(completed), formatTime(now),
-			a.DeliveryID, string(notifier.DeliverySucceeded))
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET updated_at = ?,
+			attempts = (SELECT COUNT(*) FROM attempts WHERE delivery_id = ?) WHERE id = ?`,
+			formatTime(now), a.DeliveryID, a.DeliveryID)
+		if err != nil {
+			return err
+		}
+		// A success is final; so is a failure or cancellation, for the run
+		// that ended with it: a late answer from that run cannot reopen it.
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_status_code = ?,
+			last_error = ?, next_attempt_at = ?, completed_at = ?, run_id = ?
+			WHERE id = ? AND status <> ? AND NOT (status IN (?, ?) AND run_id = ?)`,
+			string(out.Status), nullInt(a.StatusCode), nullString(a.Error),
+			nullTime(out.NextAttemptAt), nullTime(completed), a.RunID,
+			a.DeliveryID, string(notifier.DeliverySucceeded),
+			string(notifier.DeliveryFailed), string(notifier.DeliveryCanceled), a.RunID)
 		return err
 	})
 }
 
-// FinishDelivery marks a delivery failed or canceled, with the reason. A
-// delivery that succeeded stays succeeded.
-func (s *Store) FinishDelivery(ctx context.Context, id string, status notifier.DeliveryStatus, reason string) error {
+// FinishDelivery marks a delivery failed or canceled by the workflow run
+// runID, with the reason. A delivery that succeeded stays succeeded.
+func (s *Store) FinishDelivery(ctx context.Context, id, runID string, status notifier.DeliveryStatus, reason string) error {
 	now := formatTime(s.clock())
 	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_error = ?,
-		next_attempt_at = NULL, completed_at = ?, updated_at = ? WHERE id = ? AND status <> ?`,
-		string(status), nullString(reason), now, now, id, string(notifier.DeliverySucceeded))
+		next_attempt_at = NULL, completed_at = ?, updated_at = ?, run_id = ?
+		WHERE id = ? AND status <> ?`,
+		string(status), nullString(reason), now, now, runID, id, string(notifier.DeliverySucceeded))
 	return err
 }
 
@@ -379,7 +403,7 @@ func (s *Store) ReopenDelivery(ctx context.Context, id string) (*notifier.Delive
 				id, before.Status)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, next_attempt_at = NULL,
-			completed_at = NULL, updated_at = ? WHERE id = ?`,
+			completed_at = NULL, run_id = '', updated_at = ? WHERE id = ?`,
 			string(notifier.DeliveryPending), formatTime(s.clock()), id)
 		return err
 	})

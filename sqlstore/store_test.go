@@ -32,7 +32,7 @@ func MustCreateWebhook(tb testing.TB, s *sqlstore.Store, active bool, events ...
 
 func MustPublish(tb testing.TB, s *sqlstore.Store, typ notifier.EventType) *notifier.Event {
 	tb.Helper()
-	ev, err := notifier.NewEvent("", typ, time.Time{}, []byte(`{"symbol":"BTCUSDT"}`), time.Now())
+	ev, err := notifier.NewEvent("", typ, nil, []byte(`{"symbol":"BTCUSDT"}`), time.Now())
 	require.NoError(tb, err)
 	body, err := ev.Envelope()
 	require.NoError(tb, err)
@@ -186,6 +186,13 @@ func TestFanOut(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []sqlstore.Target{targets[1]}, again)
 
+	// A webhook created after the fan-out gets nothing of this event, even
+	// if the event is fanned out again.
+	MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	again, err = s.FanOut(ctx, ev.ID)
+	require.NoError(t, err)
+	require.Equal(t, []sqlstore.Target{targets[1]}, again)
+
 	_, err = s.FanOut(ctx, "evt_missing")
 	require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
 }
@@ -231,7 +238,7 @@ func TestRecordAttempt(t *testing.T) {
 	require.NotNil(t, d.CompletedAt)
 
 	// A late failure cannot undo a success.
-	require.NoError(t, s.FinishDelivery(ctx, id, notifier.DeliveryFailed, "late"))
+	require.NoError(t, s.FinishDelivery(ctx, id, "run-a", notifier.DeliveryFailed, "late"))
 	d, err = s.Delivery(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, notifier.DeliverySucceeded, d.Status)
@@ -279,7 +286,15 @@ func TestRecordAttempt_Runs(t *testing.T) {
 	for n := 1; n <= 4; n++ {
 		record("first", n, 500, notifier.DeliveryRetrying)
 	}
-	require.NoError(t, s.FinishDelivery(ctx, id, notifier.DeliveryFailed, "receiver answered 500"))
+	require.NoError(t, s.FinishDelivery(ctx, id, "first", notifier.DeliveryFailed, "receiver answered 500"))
+
+	t.Run("LateAnswerDoesNotReopen", func(t *testing.T) {
+		record("first", 3, 500, notifier.DeliveryRetrying)
+		d, err := s.Delivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliveryFailed, d.Status)
+		require.NotNil(t, d.CompletedAt)
+	})
 
 	t.Run("ReopenOnlyFinished", func(t *testing.T) {
 		before, err := s.ReopenDelivery(ctx, id)
@@ -313,4 +328,9 @@ func TestRecordAttempt_Runs(t *testing.T) {
 
 	_, err = s.ReopenDelivery(ctx, id)
 	require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a delivery that succeeded is not retried")
+
+	record("second", 2, 200, notifier.DeliverySucceeded) // a duplicate after the success
+	d, err = s.Delivery(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 6, d.Attempts, "every logged attempt is counted")
 }

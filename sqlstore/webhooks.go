@@ -251,8 +251,9 @@ func encodeCursor(parts ...string) string {
 func decodeCursor(cursor string) (string, string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err == nil {
-		if a, b, ok := strings.Cut(string(raw), "|"); ok {
-			return a, b, nil
+		created, id, ok := strings.Cut(string(raw), "|")
+		if _, terr := parseTime(created); ok && terr == nil && id != "" {
+			return created, id, nil
 		}
 	}
 	return "", "", notifier.Invalid("cursor", "is not a cursor this service issued")

@@ -17,9 +17,7 @@ type DeliveryInput struct {
 	EventID    string
 	EventType  notifier.EventType
 	WebhookID  string
-	// Body is the envelope, the same bytes on every attempt of every run.
-	Body  []byte
-	Retry activities.RetryConfig
+	Retry      activities.RetryConfig
 }
 
 // DeliveryResult is how a delivery ended.
@@ -71,6 +69,7 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 			MaximumAttempts:    3,
 			NonRetryableErrorTypes: []string{
 				activities.ErrAttemptFailed,
+				activities.ErrThrottled,
 				activities.ErrRefusedTarget,
 				activities.ErrWebhookInactive,
 				activities.ErrWebhookDeleted,
@@ -78,6 +77,7 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 		},
 	})
 
+	throttled := 0
 	for attempt := 1; ; attempt++ {
 		d.state.Attempt, d.state.NextAttemptAt = attempt, nil
 		var res activities.DeliverResult
@@ -86,7 +86,6 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 			EventID:    in.EventID,
 			EventType:  in.EventType,
 			WebhookID:  in.WebhookID,
-			Body:       in.Body,
 			Attempt:    attempt,
 			Retry:      in.Retry,
 		}).Get(ctx, &res)
@@ -98,7 +97,19 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 			return d.cancel(ctx)
 		case isType(err, activities.ErrWebhookInactive, activities.ErrWebhookDeleted):
 			return d.cancel(ctx)
+		case isType(err, activities.ErrThrottled):
+			// Not an attempt: the receiver's host is busy with others. Wait
+			// a little, longer each time, and make the same attempt again.
+			throttled++
+			wait := min(time.Duration(throttled)*time.Second, 10*time.Second)
+			d.state.LastError = failureReason(err)
+			if err := workflow.Sleep(ctx, wait); err != nil {
+				return d.cancel(ctx)
+			}
+			attempt--
+			continue
 		}
+		throttled = 0
 		if err := d.noteFailure(ctx, attempt, err); err != nil {
 			return nil, err
 		}

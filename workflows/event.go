@@ -14,12 +14,12 @@ import (
 	"github.com/barfinex/notifier/activities"
 )
 
-// EventInput is a published event to fan out.
+// EventInput is a published event to fan out. The envelope stays in the
+// store: workflow inputs stay small however large the event and however
+// many its webhooks.
 type EventInput struct {
 	EventID   string
 	EventType notifier.EventType
-	// Body is the envelope every delivery sends.
-	Body []byte
 }
 
 // EventResult lists the deliveries the event started.
@@ -61,7 +61,6 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 			EventID:    in.EventID,
 			EventType:  in.EventType,
 			WebhookID:  t.WebhookID,
-			Body:       in.Body,
 			Retry:      fan.Retry,
 		})
 	}

@@ -37,7 +37,6 @@ func deliveryInput() workflows.DeliveryInput {
 		EventID:    "evt_1",
 		EventType:  notifier.EventOrderFilled,
 		WebhookID:  "wh_1",
-		Body:       []byte(`{"id":"evt_1"}`),
 		Retry:      activities.DefaultRetry,
 	}
 }
@@ -208,6 +207,24 @@ func TestDelivery_AttemptLostIsLoggedAndRetried(t *testing.T) {
 	require.Equal(t, 4, calls, "the first attempt's machinery is retried three times, then the schedule goes on")
 }
 
+func TestDelivery_ThrottledIsNotAnAttempt(t *testing.T) {
+	env := newEnv(t)
+	var numbers []int
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
+			numbers = append(numbers, in.Attempt)
+			if len(numbers) <= 3 {
+				return nil, temporal.NewNonRetryableApplicationError("deliver: busy", activities.ErrThrottled, nil)
+			}
+			return succeeded(in), nil
+		})
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, []int{1, 1, 1, 1}, numbers, "the same attempt is made again")
+}
+
 func TestDelivery_UnloggedSuccessIsLogged(t *testing.T) {
 	env := newEnv(t)
 	att := &notifier.Attempt{DeliveryID: deliveryInput().DeliveryID, Number: 1, StatusCode: 202}
@@ -243,9 +260,8 @@ func TestEvent_FansOutToChildDeliveries(t *testing.T) {
 		started[in.WebhookID] = in
 	})
 
-	body := []byte(`{"id":"evt_1","type":"order.filled"}`)
 	env.ExecuteWorkflow(workflows.EventWorkflow, workflows.EventInput{
-		EventID: "evt_1", EventType: notifier.EventOrderFilled, Body: body,
+		EventID: "evt_1", EventType: notifier.EventOrderFilled,
 	})
 
 	require.NoError(t, env.GetWorkflowError())
@@ -256,7 +272,7 @@ func TestEvent_FansOutToChildDeliveries(t *testing.T) {
 	for _, tg := range targets {
 		in := started[tg.WebhookID]
 		require.Equal(t, tg.DeliveryID, in.DeliveryID)
-		require.Equal(t, body, in.Body)
+		require.Equal(t, "evt_1", in.EventID)
 		require.Equal(t, retry, in.Retry)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -19,6 +20,8 @@ type config struct {
 	DatabasePath  string
 	APIToken      string
 	AllowPrivate  bool
+	Egress        egress.Policy
+	MaxPerHost    int64
 	MaxEventBytes int64
 	Retry         activities.RetryConfig
 
@@ -53,6 +56,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 
 	var err error
 	if c.AllowPrivate, err = parseBool(getenv, "NOTIFIER_ALLOW_PRIVATE_URLS", false); err != nil {
+		return nil, err
+	}
+	c.Egress.AllowPrivate = c.AllowPrivate
+	c.Egress.Allowed, c.Egress.AllowedHosts, err = egress.ParseTargets(getenv("NOTIFIER_ALLOWED_TARGETS"))
+	if err != nil {
+		return nil, fmt.Errorf("NOTIFIER_ALLOWED_TARGETS: %w", err)
+	}
+	if c.MaxPerHost, err = parseInt(getenv, "NOTIFIER_MAX_IN_FLIGHT_PER_HOST", 16); err != nil {
 		return nil, err
 	}
 	if c.MaxEventBytes, err = parseInt(getenv, "NOTIFIER_MAX_EVENT_BYTES", 256<<10); err != nil {

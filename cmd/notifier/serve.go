@@ -50,8 +50,9 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 		acts := &activities.Activities{
 			Store: store,
 			Sender: activities.NewSender(activities.SenderOptions{
-				Timeout:      cfg.Retry.AttemptTimeout,
-				AllowPrivate: cfg.AllowPrivate,
+				Timeout:    cfg.Retry.AttemptTimeout,
+				Policy:     cfg.Egress,
+				MaxPerHost: int(cfg.MaxPerHost),
 			}),
 			Retry: cfg.Retry,
 		}
@@ -67,6 +68,7 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 		api, err := apiserver.New(store, tc, apiserver.Config{
 			Token:         cfg.APIToken,
 			URLPolicy:     notifier.URLPolicy{AllowHTTP: cfg.AllowPrivate},
+			Egress:        cfg.Egress,
 			MaxEventBytes: cfg.MaxEventBytes,
 			TaskQueue:     cfg.TaskQueue,
 			Retry:         cfg.Retry,

@@ -27,7 +27,10 @@ CREATE TABLE events (
     type       TEXT NOT NULL,
     timestamp  TEXT NOT NULL,
     body       TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    -- set once the event's deliveries are created; a later publish of the
+    -- same id creates none
+    fanned_out_at TEXT
 );
 
 CREATE TABLE deliveries (
@@ -43,6 +46,8 @@ CREATE TABLE deliveries (
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     completed_at     TEXT,
+    -- the workflow run that last set the status
+    run_id           TEXT NOT NULL DEFAULT '',
     UNIQUE (event_id, webhook_id)
 );
 CREATE INDEX deliveries_webhook ON deliveries (webhook_id, created_at, id);
