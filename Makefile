@@ -12,7 +12,7 @@ export GOBIN := $(BIN)
 # detector; the rest run without it, which keeps `make test` quick.
 RACE_PKGS := ./activities/... ./apiserver/... ./sqlstore/... ./cmd/...
 
-.PHONY: run build test lint unit histories tools clean
+.PHONY: run build test lint unit fuzz histories tools clean
 
 ## run: start a Temporal dev server, the API and a worker (Ctrl-C stops all)
 run: build $(BIN)/temporal
@@ -22,8 +22,9 @@ run: build $(BIN)/temporal
 build:
 	go build -o $(BIN)/notifier ./cmd/notifier
 
-## test: static checks, then every test (a real Temporal dev server included)
-test: lint unit
+## test: static checks, then every test (a real Temporal dev server included),
+## then a short run of each fuzz target
+test: lint unit fuzz
 
 lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 	go vet ./...
@@ -34,6 +35,13 @@ unit: $(BIN)/temporal
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 -race $(RACE_PKGS)
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 \
 		$(filter-out $(shell go list $(RACE_PKGS)),$(shell go list ./...))
+
+FUZZTIME ?= 10s
+
+## fuzz: run each fuzz target for FUZZTIME beyond its corpus
+fuzz: $(BIN)/temporal
+	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -run='^$$' -fuzz=FuzzPublishEvent -fuzztime=$(FUZZTIME) ./apiserver/
+	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -run='^$$' -fuzz=FuzzCreateWebhook -fuzztime=$(FUZZTIME) ./apiserver/
 
 ## histories: capture workflow histories from the end-to-end tests for the
 ## replay test; run after a deliberate, compatible change to a workflow

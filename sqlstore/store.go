@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/secrets"
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -24,13 +25,24 @@ var migrations embed.FS
 // Store is a notifier store on a SQL database. It is safe for concurrent use.
 type Store struct {
 	db *sql.DB
+	// keys seals webhook secrets; nil stores them as they are.
+	keys *secrets.Keyring
 	// now is the clock; tests may replace it.
 	now func() time.Time
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithKeyring seals webhook secrets with k before they are written, and
+// opens them with it when they are read.
+func WithKeyring(k *secrets.Keyring) Option {
+	return func(s *Store) { s.keys = k }
+}
+
 // OpenSQLite opens (creating if needed) the SQLite database file at path and
 // brings its schema up to date.
-func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// WAL lets readers run beside the writer; an immediate transaction takes
 	// the write lock at BEGIN, so two writers wait for each other instead of
 	// failing on a lock upgrade.
@@ -42,6 +54,9 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(8)
 	s := &Store{db: db, now: time.Now}
+	for _, opt := range opts {
+		opt(s)
+	}
 	if err := s.migrate(ctx, goose.DialectSQLite3); err != nil {
 		db.Close()
 		return nil, err

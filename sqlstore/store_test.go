@@ -1,7 +1,9 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/secrets"
 	"github.com/barfinex/notifier/sqlstore"
 )
 
@@ -333,4 +336,63 @@ func TestRecordAttempt_Runs(t *testing.T) {
 	d, err = s.Delivery(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, 6, d.Attempts, "every logged attempt is counted")
+}
+
+func TestSecretsSealed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "notifier.db")
+	oldKey, newKey := bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 32)
+	rawSecret := func(id string) string {
+		db, err := sql.Open("sqlite", path)
+		require.NoError(t, err)
+		defer db.Close()
+		var v string
+		require.NoError(t, db.QueryRow(`SELECT secret FROM webhooks WHERE id = ?`, id).Scan(&v))
+		return v
+	}
+
+	// A secret written before any key stays readable once a key is set.
+	plainStore, err := sqlstore.OpenSQLite(ctx, path)
+	require.NoError(t, err)
+	early := MustCreateWebhook(t, plainStore, true, notifier.EventOrderFilled)
+	require.NoError(t, plainStore.Close())
+	require.Equal(t, "s3cret", rawSecret(early.ID))
+
+	oldRing, err := secrets.NewKeyring(oldKey)
+	require.NoError(t, err)
+	s, err := sqlstore.OpenSQLite(ctx, path, sqlstore.WithKeyring(oldRing))
+	require.NoError(t, err)
+	w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	require.NotContains(t, rawSecret(w.ID), "s3cret", "sealed at rest")
+	got, err := s.Webhook(ctx, w.ID)
+	require.NoError(t, err)
+	require.Equal(t, "s3cret", got.Secret)
+	got, err = s.Webhook(ctx, early.ID)
+	require.NoError(t, err)
+	require.Equal(t, "s3cret", got.Secret)
+	require.NoError(t, s.Close())
+
+	// Rotation: the new key seals, the old one still opens, and resealing
+	// moves every secret to the new key.
+	rotated, err := secrets.NewKeyring(newKey, oldKey)
+	require.NoError(t, err)
+	s, err = sqlstore.OpenSQLite(ctx, path, sqlstore.WithKeyring(rotated))
+	require.NoError(t, err)
+	n, err := s.ResealSecrets(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.True(t, rotated.Current(rawSecret(w.ID)))
+	require.True(t, rotated.Current(rawSecret(early.ID)))
+	require.NoError(t, s.Close())
+
+	newOnly, err := secrets.NewKeyring(newKey)
+	require.NoError(t, err)
+	s, err = sqlstore.OpenSQLite(ctx, path, sqlstore.WithKeyring(newOnly))
+	require.NoError(t, err)
+	defer s.Close()
+	for _, id := range []string{w.ID, early.ID} {
+		got, err := s.Webhook(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, "s3cret", got.Secret)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"time"
 
@@ -18,11 +19,15 @@ func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
 	now := s.clock()
 	w.ID = notifier.NewWebhookID()
 	w.CreatedAt, w.UpdatedAt = now, now
+	sealed, err := s.keys.Seal(w.Secret, w.ID)
+	if err != nil {
+		return err
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks
 			(id, name, url, secret, active, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			w.ID, w.Name, w.URL, w.Secret, boolInt(w.Active),
+			w.ID, w.Name, w.URL, sealed, boolInt(w.Active),
 			formatTime(now), formatTime(now))
 		if err != nil {
 			return err
@@ -44,7 +49,7 @@ func insertWebhookEvents(ctx context.Context, tx *sql.Tx, id string, events []no
 
 // Webhook returns the webhook with the given id, secret included.
 func (s *Store) Webhook(ctx context.Context, id string) (*notifier.Webhook, error) {
-	return webhookByID(ctx, s.db, id)
+	return s.webhookByID(ctx, s.db, id)
 }
 
 type queryer interface {
@@ -52,9 +57,9 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func webhookByID(ctx context.Context, q queryer, id string) (*notifier.Webhook, error) {
+func (s *Store) webhookByID(ctx context.Context, q queryer, id string) (*notifier.Webhook, error) {
 	row := q.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id)
-	w, err := scanWebhook(row)
+	w, err := s.scanWebhook(row)
 	if isNoRows(err) {
 		return nil, notFound("webhook", id)
 	} else if err != nil {
@@ -95,7 +100,7 @@ func (s *Store) Webhooks(ctx context.Context, limit int, cursor string) (*Webhoo
 	defer rows.Close()
 	page := &WebhookPage{}
 	for rows.Next() {
-		w, err := scanWebhook(rows)
+		w, err := s.scanWebhook(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -121,14 +126,18 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.Webh
 	var w *notifier.Webhook
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if w, err = webhookByID(ctx, tx, id); err != nil {
+		if w, err = s.webhookByID(ctx, tx, id); err != nil {
 			return err
 		}
 		upd.Apply(w)
 		w.UpdatedAt = s.clock()
+		sealed, err := s.keys.Seal(w.Secret, w.ID)
+		if err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE webhooks
 			SET name = ?, url = ?, secret = ?, active = ?, updated_at = ? WHERE id = ?`,
-			w.Name, w.URL, w.Secret, boolInt(w.Active), formatTime(w.UpdatedAt), id)
+			w.Name, w.URL, sealed, boolInt(w.Active), formatTime(w.UpdatedAt), id)
 		if err != nil || upd.Events == nil {
 			return err
 		}
@@ -158,6 +167,52 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	return nil
 }
 
+// ResealSecrets seals every stored secret that is not sealed with the
+// current key (or not sealed at all) with it, and returns how many it
+// changed. Run it after rotating the key, with the old key still given as a
+// previous one.
+func (s *Store) ResealSecrets(ctx context.Context) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, secret FROM webhooks WHERE secret <> ''`)
+	if err != nil {
+		return 0, err
+	}
+	stale := map[string]string{}
+	for rows.Next() {
+		var id, stored string
+		if err := rows.Scan(&id, &stored); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if !s.keys.Current(stored) {
+			stale[id] = stored
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for id, stored := range stale {
+		plain, err := s.keys.Open(stored, id)
+		if err != nil {
+			return n, fmt.Errorf("webhook %s: %w", id, err)
+		}
+		sealed, err := s.keys.Seal(plain, id)
+		if err != nil {
+			return n, err
+		}
+		res, err := s.db.ExecContext(ctx, `UPDATE webhooks SET secret = ? WHERE id = ? AND secret = ?`,
+			sealed, id, stored)
+		if err != nil {
+			return n, err
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // SetPingResult records the result of a test ping on the webhook.
 func (s *Store) SetPingResult(ctx context.Context, id string, p *notifier.PingResult) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE webhooks SET ping_ok = ?, ping_status_code = ?,
@@ -177,7 +232,7 @@ func (s *Store) SetPingResult(ctx context.Context, id string, p *notifier.PingRe
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanWebhook(row scanner) (*notifier.Webhook, error) {
+func (s *Store) scanWebhook(row scanner) (*notifier.Webhook, error) {
 	var (
 		w                  notifier.Webhook
 		active             int
@@ -193,6 +248,9 @@ func scanWebhook(row scanner) (*notifier.Webhook, error) {
 		return nil, err
 	}
 	w.Active = active != 0
+	if w.Secret, err = s.keys.Open(w.Secret, w.ID); err != nil {
+		return nil, fmt.Errorf("webhook %s: %w", w.ID, err)
+	}
 	if w.CreatedAt, err = parseTime(created); err != nil {
 		return nil, err
 	}

@@ -6,10 +6,12 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/egress"
+	"github.com/barfinex/notifier/secrets"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -24,6 +26,8 @@ type config struct {
 	MaxPerHost    int64
 	MaxEventBytes int64
 	Retry         activities.RetryConfig
+	// Keys seals webhook secrets at rest; nil when no key is set.
+	Keys *secrets.Keyring
 
 	TemporalAddress   string
 	TemporalNamespace string
@@ -75,6 +79,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT", c.Retry.AttemptTimeout); err != nil {
 		return nil, err
 	}
+	if c.Keys, err = loadKeys(getenv); err != nil {
+		return nil, err
+	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("NOTIFIER_HTTP_ADDR: %w", err)
 	}
@@ -82,6 +89,35 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("NOTIFIER_API_TOKEN is required when NOTIFIER_HTTP_ADDR (%s) is not a loopback address", c.HTTPAddr)
 	}
 	return c, nil
+}
+
+// loadKeys reads NOTIFIER_SECRET_KEY and the comma-separated
+// NOTIFIER_SECRET_KEY_PREVIOUS.
+func loadKeys(getenv func(string) string) (*secrets.Keyring, error) {
+	current := getenv("NOTIFIER_SECRET_KEY")
+	previous := getenv("NOTIFIER_SECRET_KEY_PREVIOUS")
+	if current == "" {
+		if previous != "" {
+			return nil, fmt.Errorf("NOTIFIER_SECRET_KEY_PREVIOUS is set without NOTIFIER_SECRET_KEY")
+		}
+		return nil, nil
+	}
+	key, err := secrets.ParseKey(current)
+	if err != nil {
+		return nil, fmt.Errorf("NOTIFIER_SECRET_KEY: %w", err)
+	}
+	var old [][]byte
+	for _, p := range strings.Split(previous, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		k, err := secrets.ParseKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("NOTIFIER_SECRET_KEY_PREVIOUS: %w", err)
+		}
+		old = append(old, k)
+	}
+	return secrets.NewKeyring(key, old...)
 }
 
 func parseBool(getenv func(string) string, key string, def bool) (bool, error) {

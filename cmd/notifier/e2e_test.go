@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,26 @@ type stack struct {
 	cancel  context.CancelFunc
 	done    chan error
 	stopped bool
+	// logs holds what the process logged; answers every API answer's body.
+	logs    syncBuffer
+	answers syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -94,7 +115,7 @@ func (s *stack) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done, s.stopped = cancel, make(chan error, 1), false
 	go func() {
-		s.done <- run(ctx, []string{"serve"}, func(k string) string { return s.env[k] }, io.Discard)
+		s.done <- run(ctx, []string{"serve"}, func(k string) string { return s.env[k] }, &s.logs)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -147,6 +168,7 @@ func (s *stack) call(method, path string, body any, out any) int {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(s.t, err)
+	s.answers.Write(append(raw, '\n'))
 	if out != nil && len(raw) > 0 {
 		require.NoError(s.t, json.Unmarshal(raw, out), string(raw))
 	}
@@ -587,4 +609,41 @@ func TestEndToEnd_WorkerRestartMidRetry(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "succeeded", d.Status)
 	require.Equal(t, 2, d.Attempts)
+}
+
+func TestEndToEnd_SecretNeverLeaks(t *testing.T) {
+	s := startStack(t, map[string]string{
+		"NOTIFIER_RETRY_INITIAL_INTERVAL": "50ms",
+		"NOTIFIER_LOG_LEVEL":              "debug",
+		"NOTIFIER_SECRET_KEY":             strings.Repeat("5a", 32),
+	})
+	const secret, rotated = "whsec-LEAKCHECK-4f1d9a", "whsec-LEAKCHECK-rotated-77c2"
+	r := testenv.NewReceiver(t, 200, 500)
+	webhookID := s.createWebhook(r.URL(), secret, true, notifier.EventOrderFilled)
+	ev := s.publish(map[string]any{"type": "order.filled", "data": map[string]any{"symbol": "BTCUSDT"}})
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	require.Error(t, waitDelivery(t, ev.ID, webhookID))
+
+	r.Answer(200)
+	require.Equal(t, http.StatusAccepted, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, nil))
+	s.waitStatus(deliveryID, "succeeded")
+	got := r.WaitFor(t, ev.ID, 5, 10*time.Second)
+	require.True(t, notifier.VerifySignature(secret, got[4].Body, got[4].Header.Get("X-Barfinex-Signature")))
+
+	require.Equal(t, http.StatusOK, s.call("PATCH", "/v1/webhooks/"+webhookID, map[string]any{"secret": rotated}, nil))
+	for _, path := range []string{"/v1/webhooks/" + webhookID, "/v1/webhooks", "/v1/deliveries/" + deliveryID,
+		"/v1/webhooks/" + webhookID + "/deliveries"} {
+		require.Equal(t, http.StatusOK, s.call("GET", path, nil, nil))
+	}
+	require.Equal(t, http.StatusOK, s.call("POST", "/v1/webhooks/"+webhookID+"/ping", nil, nil))
+
+	require.Contains(t, s.logs.String(), webhookID, "the logs were captured")
+	require.Contains(t, s.answers.String(), `"has_secret":true`, "the answers were captured")
+	for _, sec := range []string{secret, rotated} {
+		require.NotContains(t, s.logs.String(), sec, "a log line holds the secret")
+		require.NotContains(t, s.answers.String(), sec, "an API answer holds the secret")
+		for _, id := range []string{deliveryID, workflows.EventWorkflowID(ev.ID)} {
+			requireNotInHistory(t, id, sec)
+		}
+	}
 }

@@ -28,6 +28,8 @@ commands:
   serve    the API and a worker in one process (default)
   api      the HTTP API only
   worker   the Temporal worker only
+  rotate-secrets
+           seal every stored webhook secret with NOTIFIER_SECRET_KEY
   version  print the version
 
 Configuration comes from NOTIFIER_* environment variables and the Temporal
@@ -50,6 +52,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
+	case "rotate-secrets":
+		cfg, err := loadConfig(getenv)
+		if err != nil {
+			return err
+		}
+		return rotateSecrets(ctx, cfg, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

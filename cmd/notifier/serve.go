@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -27,10 +29,7 @@ func versionString() string { return "notifier " + notifier.Version }
 
 // serve runs the given roles until ctx is done, then shuts them down.
 func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	store, err := sqlstore.OpenSQLite(ctx, cfg.DatabasePath)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -83,6 +82,32 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 	}
 	g.Go(func() error { <-ctx.Done(); return nil })
 	return g.Wait()
+}
+
+func openStore(ctx context.Context, cfg *config) (*sqlstore.Store, error) {
+	if err := os.MkdirAll(filepath.Dir(cfg.DatabasePath), 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return sqlstore.OpenSQLite(ctx, cfg.DatabasePath, sqlstore.WithKeyring(cfg.Keys))
+}
+
+// rotateSecrets seals every stored webhook secret with the current key.
+func rotateSecrets(ctx context.Context, cfg *config, stdout io.Writer) error {
+	if cfg.Keys == nil {
+		return errors.New("rotate-secrets: set NOTIFIER_SECRET_KEY to the key to seal with, " +
+			"and NOTIFIER_SECRET_KEY_PREVIOUS to the key or keys it replaces")
+	}
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	n, err := store.ResealSecrets(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate-secrets: %w", err)
+	}
+	fmt.Fprintf(stdout, "resealed %d webhook secrets with the current key\n", n)
+	return nil
 }
 
 func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
