@@ -91,7 +91,7 @@ type Target struct {
 // an event published twice never reaches a webhook created in between.
 func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 	var targets []Target
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txConn) error {
 		var typ string
 		err := tx.QueryRowContext(ctx, `SELECT type FROM events WHERE id = ?`, eventID).Scan(&typ)
 		if isNoRows(err) {
@@ -99,21 +99,21 @@ func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 		} else if err != nil {
 			return err
 		}
-		var fannedOut sql.NullString
-		err = tx.QueryRowContext(ctx, `SELECT fanned_out_at FROM events WHERE id = ?`, eventID).Scan(&fannedOut)
+		// Whoever marks the event fanned out creates its deliveries; the
+		// marking is the one atomic step two runs could race on.
+		now := formatTime(s.clock())
+		res, err := tx.ExecContext(ctx, `UPDATE events SET fanned_out_at = ?
+			WHERE id = ? AND fanned_out_at IS NULL`, now, eventID)
 		if err != nil {
 			return err
 		}
 		var subscribed []string
-		if !fannedOut.Valid {
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
 			if subscribed, err = subscribedWebhooks(ctx, tx, notifier.EventType(typ)); err != nil {
 				return err
 			}
-		}
-		now := formatTime(s.clock())
-		if _, err := tx.ExecContext(ctx, `UPDATE events SET fanned_out_at = ?
-			WHERE id = ? AND fanned_out_at IS NULL`, now, eventID); err != nil {
-			return err
 		}
 		for _, webhookID := range subscribed {
 			_, err := tx.ExecContext(ctx, `INSERT INTO deliveries
@@ -131,7 +131,7 @@ func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 	return targets, err
 }
 
-func subscribedWebhooks(ctx context.Context, tx *sql.Tx, typ notifier.EventType) ([]string, error) {
+func subscribedWebhooks(ctx context.Context, tx txConn, typ notifier.EventType) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT w.id FROM webhooks w
 		JOIN webhook_events e ON e.webhook_id = w.id
 		WHERE e.event_type = ? AND w.active = 1 ORDER BY w.id`, string(typ))
@@ -150,7 +150,7 @@ func subscribedWebhooks(ctx context.Context, tx *sql.Tx, typ notifier.EventType)
 	return ids, rows.Err()
 }
 
-func waitingTargets(ctx context.Context, tx *sql.Tx, eventID string) ([]Target, error) {
+func waitingTargets(ctx context.Context, tx txConn, eventID string) ([]Target, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT d.id, w.id, w.name, w.url FROM deliveries d
 		JOIN webhooks w ON w.id = d.webhook_id
 		WHERE d.event_id = ? AND d.status = ? AND d.attempts = 0 ORDER BY d.id`,
@@ -191,7 +191,7 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 	if out.Status.Final() {
 		completed = &now
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(tx txConn) error {
 		err := tx.QueryRowContext(ctx, `SELECT run FROM attempts
 			WHERE delivery_id = ? AND run_id = ? LIMIT 1`, a.DeliveryID, a.RunID).Scan(&a.Run)
 		if isNoRows(err) {
@@ -386,28 +386,31 @@ func (s *Store) UnfinishedDeliveries(ctx context.Context, webhookID string) ([]s
 // ReopenDelivery marks a failed or canceled delivery pending again, for a
 // new run, and returns it as it was before. Any other delivery is a
 // conflict: one that succeeded needs no retry, and one that is pending or
-// retrying is still running.
+// retrying is still running. Of two reopenings at once, one wins.
 func (s *Store) ReopenDelivery(ctx context.Context, id string) (*notifier.Delivery, error) {
-	var before *notifier.Delivery
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		row := tx.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = ?`, id)
-		var err error
-		before, err = scanDelivery(row)
-		if isNoRows(err) {
-			return notFound("delivery", id)
-		} else if err != nil {
-			return err
-		}
-		if before.Status != notifier.DeliveryFailed && before.Status != notifier.DeliveryCanceled {
-			return notifier.Errorf(notifier.ECONFLICT, "delivery %s is %s; only a failed or canceled delivery can be retried",
-				id, before.Status)
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, next_attempt_at = NULL,
-			completed_at = NULL, run_id = '', updated_at = ? WHERE id = ?`,
-			string(notifier.DeliveryPending), formatTime(s.clock()), id)
-		return err
-	})
-	return before, err
+	before, err := s.Delivery(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if before.Status != notifier.DeliveryFailed && before.Status != notifier.DeliveryCanceled {
+		return nil, notifier.Errorf(notifier.ECONFLICT,
+			"delivery %s is %s; only a failed or canceled delivery can be retried", id, before.Status)
+	}
+	// Only if nothing changed it since it was read.
+	res, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, next_attempt_at = NULL,
+		completed_at = NULL, run_id = '', updated_at = ?
+		WHERE id = ? AND status = ? AND updated_at = ?`,
+		string(notifier.DeliveryPending), formatTime(s.clock()), id, string(before.Status),
+		formatTime(before.UpdatedAt))
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n == 0 {
+		return nil, notifier.Errorf(notifier.ECONFLICT, "delivery %s changed meanwhile; read it again", id)
+	}
+	return before, nil
 }
 
 // RestoreDelivery puts back the status a ReopenDelivery changed, when the new

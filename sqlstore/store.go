@@ -1,6 +1,7 @@
 // Package sqlstore keeps the notifier's configuration and delivery log in a
-// SQL database: a SQLite file by default. Its schema is kept in embedded,
-// versioned migrations that run when the store opens.
+// SQL database: a SQLite file by default, or PostgreSQL when the notifier
+// runs on more than one machine. One schema, kept in embedded, versioned
+// migrations that run when the store opens, serves both.
 package sqlstore
 
 import (
@@ -15,7 +16,10 @@ import (
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/secrets"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -24,7 +28,7 @@ var migrations embed.FS
 
 // Store is a notifier store on a SQL database. It is safe for concurrent use.
 type Store struct {
-	db *sql.DB
+	db conn
 	// keys seals webhook secrets; nil stores them as they are.
 	keys *secrets.Keyring
 	// now is the clock; tests may replace it.
@@ -53,19 +57,74 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	s := &Store{db: db, now: time.Now}
+	unlock, err := lockFile(path + ".migrate-lock")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	defer unlock()
+	return open(ctx, conn{DB: db}, goose.DialectSQLite3, opts)
+}
+
+// OpenPostgres connects to the PostgreSQL database at url (postgres://…)
+// and brings its schema up to date. Replicas starting together migrate one
+// at a time, under an advisory lock.
+func OpenPostgres(ctx context.Context, url string, pool PoolConfig, opts ...Option) (*Store, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	pool.apply(db)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return open(ctx, conn{DB: db, numbered: true}, goose.DialectPostgres, opts)
+}
+
+// PoolConfig sizes a PostgreSQL connection pool; zero fields keep
+// database/sql's defaults.
+type PoolConfig struct {
+	MaxOpen     int
+	MaxIdle     int
+	MaxLifetime time.Duration
+}
+
+func (p PoolConfig) apply(db *sql.DB) {
+	if p.MaxOpen > 0 {
+		db.SetMaxOpenConns(p.MaxOpen)
+	}
+	if p.MaxIdle > 0 {
+		db.SetMaxIdleConns(p.MaxIdle)
+	}
+	if p.MaxLifetime > 0 {
+		db.SetConnMaxLifetime(p.MaxLifetime)
+	}
+}
+
+func open(ctx context.Context, c conn, dialect goose.Dialect, opts []Option) (*Store, error) {
+	s := &Store{db: c, now: time.Now}
 	for _, opt := range opts {
 		opt(s)
 	}
-	if err := s.migrate(ctx, goose.DialectSQLite3); err != nil {
-		db.Close()
+	if err := s.migrate(ctx, dialect); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Store) migrate(ctx context.Context, dialect goose.Dialect) error {
-	provider, err := goose.NewProvider(dialect, s.db, mustSub(migrations, "migrations"))
+	var opts []goose.ProviderOption
+	if dialect == goose.DialectPostgres {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	provider, err := goose.NewProvider(dialect, s.db.DB, mustSub(migrations, "migrations"), opts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -88,12 +147,12 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // inTx runs fn in a transaction, committing when it returns nil.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(tx txConn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(txConn{Tx: tx, numbered: s.db.numbered}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

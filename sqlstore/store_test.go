@@ -3,8 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,16 +13,6 @@ import (
 	"github.com/barfinex/notifier/secrets"
 	"github.com/barfinex/notifier/sqlstore"
 )
-
-// MustOpen opens a store on a fresh SQLite file that is removed after the
-// test.
-func MustOpen(tb testing.TB) *sqlstore.Store {
-	tb.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(tb.TempDir(), "notifier.db"))
-	require.NoError(tb, err)
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
 
 func MustCreateWebhook(tb testing.TB, s *sqlstore.Store, active bool, events ...notifier.EventType) *notifier.Webhook {
 	tb.Helper()
@@ -46,353 +35,442 @@ func MustPublish(tb testing.TB, s *sqlstore.Store, typ notifier.EventType) *noti
 }
 
 func TestWebhooks(t *testing.T) {
-	ctx := context.Background()
-	s := MustOpen(t)
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
 
-	t.Run("CreateAndRead", func(t *testing.T) {
-		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled, notifier.EventSignalEmitted)
-		require.Regexp(t, `^wh_[a-z2-7]{26}$`, w.ID)
-		got, err := s.Webhook(ctx, w.ID)
-		require.NoError(t, err)
-		require.Equal(t, w.Name, got.Name)
-		require.Equal(t, "s3cret", got.Secret)
-		require.ElementsMatch(t, w.Events, got.Events)
-		require.True(t, got.Active)
-		require.Nil(t, got.LastPing)
-		require.Equal(t, notifier.ReachabilityUnknown, got.Reachability())
-	})
-
-	t.Run("Update", func(t *testing.T) {
-		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-		name, inactive, noSecret := "renamed", false, ""
-		got, err := s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{
-			Name: &name, Active: &inactive, Secret: &noSecret,
-			Events: []notifier.EventType{notifier.EventServiceDown},
+		t.Run("CreateAndRead", func(t *testing.T) {
+			w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled, notifier.EventSignalEmitted)
+			require.Regexp(t, `^wh_[a-z2-7]{26}$`, w.ID)
+			got, err := s.Webhook(ctx, w.ID)
+			require.NoError(t, err)
+			require.Equal(t, w.Name, got.Name)
+			require.Equal(t, "s3cret", got.Secret)
+			require.ElementsMatch(t, w.Events, got.Events)
+			require.True(t, got.Active)
+			require.Nil(t, got.LastPing)
+			require.Equal(t, notifier.ReachabilityUnknown, got.Reachability())
 		})
-		require.NoError(t, err)
-		require.Equal(t, "renamed", got.Name)
-		read, err := s.Webhook(ctx, w.ID)
-		require.NoError(t, err)
-		require.Equal(t, got, read)
-		require.False(t, read.Active)
-		require.Empty(t, read.Secret)
-		require.Equal(t, []notifier.EventType{notifier.EventServiceDown}, read.Events)
-		require.Equal(t, w.URL, read.URL, "fields left out stay")
-	})
 
-	t.Run("PingResult", func(t *testing.T) {
-		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-		at := time.Now().UTC().Truncate(time.Microsecond)
-		require.NoError(t, s.SetPingResult(ctx, w.ID, &notifier.PingResult{
-			OK: false, StatusCode: 503, Error: "receiver answered 503", Duration: 12 * time.Millisecond, At: at,
-		}))
-		got, err := s.Webhook(ctx, w.ID)
-		require.NoError(t, err)
-		require.Equal(t, notifier.ReachabilityUnreachable, got.Reachability())
-		require.Equal(t, 503, got.LastPing.StatusCode)
-		require.Equal(t, at, got.LastPing.At)
-	})
+		t.Run("Update", func(t *testing.T) {
+			w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+			name, inactive, noSecret := "renamed", false, ""
+			got, err := s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{
+				Name: &name, Active: &inactive, Secret: &noSecret,
+				Events: []notifier.EventType{notifier.EventServiceDown},
+			})
+			require.NoError(t, err)
+			require.Equal(t, "renamed", got.Name)
+			read, err := s.Webhook(ctx, w.ID)
+			require.NoError(t, err)
+			require.Equal(t, got, read)
+			require.False(t, read.Active)
+			require.Empty(t, read.Secret)
+			require.Equal(t, []notifier.EventType{notifier.EventServiceDown}, read.Events)
+			require.Equal(t, w.URL, read.URL, "fields left out stay")
+		})
 
-	t.Run("Delete", func(t *testing.T) {
-		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-		require.NoError(t, s.DeleteWebhook(ctx, w.ID))
-		_, err := s.Webhook(ctx, w.ID)
-		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
-		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(s.DeleteWebhook(ctx, w.ID)))
-	})
+		t.Run("PingResult", func(t *testing.T) {
+			w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+			at := time.Now().UTC().Truncate(time.Microsecond)
+			require.NoError(t, s.SetPingResult(ctx, w.ID, &notifier.PingResult{
+				OK: false, StatusCode: 503, Error: "receiver answered 503", Duration: 12 * time.Millisecond, At: at,
+			}))
+			got, err := s.Webhook(ctx, w.ID)
+			require.NoError(t, err)
+			require.Equal(t, notifier.ReachabilityUnreachable, got.Reachability())
+			require.Equal(t, 503, got.LastPing.StatusCode)
+			require.Equal(t, at, got.LastPing.At)
+		})
 
-	t.Run("ErrNotFound", func(t *testing.T) {
-		_, err := s.Webhook(ctx, "wh_missing")
-		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
-		_, err = s.UpdateWebhook(ctx, "wh_missing", &notifier.WebhookUpdate{})
-		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+		t.Run("Delete", func(t *testing.T) {
+			w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+			require.NoError(t, s.DeleteWebhook(ctx, w.ID))
+			_, err := s.Webhook(ctx, w.ID)
+			require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+			require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(s.DeleteWebhook(ctx, w.ID)))
+		})
+
+		t.Run("ErrNotFound", func(t *testing.T) {
+			_, err := s.Webhook(ctx, "wh_missing")
+			require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+			_, err = s.UpdateWebhook(ctx, "wh_missing", &notifier.WebhookUpdate{})
+			require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+		})
 	})
 }
 
 func TestWebhooks_Pagination(t *testing.T) {
-	ctx := context.Background()
-	s := MustOpen(t)
-	want := map[string]bool{}
-	for range 7 {
-		want[MustCreateWebhook(t, s, true, notifier.EventOrderFilled).ID] = true
-	}
-	seen := map[string]bool{}
-	cursor := ""
-	pages := 0
-	for {
-		page, err := s.Webhooks(ctx, 3, cursor)
-		require.NoError(t, err)
-		pages++
-		for _, w := range page.Webhooks {
-			require.False(t, seen[w.ID], "webhook %s listed twice", w.ID)
-			seen[w.ID] = true
-			require.NotEmpty(t, w.Events)
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		want := map[string]bool{}
+		for range 7 {
+			want[MustCreateWebhook(t, s, true, notifier.EventOrderFilled).ID] = true
 		}
-		if page.NextCursor == "" {
-			break
+		seen := map[string]bool{}
+		cursor := ""
+		pages := 0
+		for {
+			page, err := s.Webhooks(ctx, 3, cursor)
+			require.NoError(t, err)
+			pages++
+			for _, w := range page.Webhooks {
+				require.False(t, seen[w.ID], "webhook %s listed twice", w.ID)
+				seen[w.ID] = true
+				require.NotEmpty(t, w.Events)
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
 		}
-		cursor = page.NextCursor
-	}
-	require.Equal(t, want, seen)
-	require.Equal(t, 3, pages)
+		require.Equal(t, want, seen)
+		require.Equal(t, 3, pages)
 
-	_, err := s.Webhooks(ctx, 3, "not-a-cursor!")
-	require.Equal(t, notifier.EINVALID, notifier.ErrorCode(err))
+		_, err := s.Webhooks(ctx, 3, "not-a-cursor!")
+		require.Equal(t, notifier.EINVALID, notifier.ErrorCode(err))
+	})
 }
 
 func TestEvents_Idempotent(t *testing.T) {
-	ctx := context.Background()
-	s := MustOpen(t)
-	ev := MustPublish(t, s, notifier.EventOrderFilled)
-	body, err := ev.Envelope()
-	require.NoError(t, err)
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		ev := MustPublish(t, s, notifier.EventOrderFilled)
+		body, err := ev.Envelope()
+		require.NoError(t, err)
 
-	stored, created, err := s.CreateEvent(ctx, ev, body)
-	require.NoError(t, err)
-	require.False(t, created)
-	require.Equal(t, body, stored.Body)
-	require.True(t, stored.SameContent(ev))
+		stored, created, err := s.CreateEvent(ctx, ev, body)
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, body, stored.Body)
+		require.True(t, stored.SameContent(ev))
 
-	other := *ev
-	other.Data = []byte(`{"symbol":"ETHUSDT"}`)
-	require.False(t, stored.SameContent(&other))
+		other := *ev
+		other.Data = []byte(`{"symbol":"ETHUSDT"}`)
+		require.False(t, stored.SameContent(&other))
+	})
 }
 
 func TestFanOut(t *testing.T) {
-	ctx := context.Background()
-	s := MustOpen(t)
-	subscribed := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-	also := MustCreateWebhook(t, s, true, notifier.EventOrderFilled, notifier.EventOrderPlaced)
-	MustCreateWebhook(t, s, false, notifier.EventOrderFilled)  // inactive
-	MustCreateWebhook(t, s, true, notifier.EventSignalEmitted) // other type
-	ev := MustPublish(t, s, notifier.EventOrderFilled)
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		subscribed := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		also := MustCreateWebhook(t, s, true, notifier.EventOrderFilled, notifier.EventOrderPlaced)
+		MustCreateWebhook(t, s, false, notifier.EventOrderFilled)  // inactive
+		MustCreateWebhook(t, s, true, notifier.EventSignalEmitted) // other type
+		ev := MustPublish(t, s, notifier.EventOrderFilled)
 
-	targets, err := s.FanOut(ctx, ev.ID)
-	require.NoError(t, err)
-	var got []string
-	for _, tg := range targets {
-		require.Equal(t, notifier.DeliveryID(ev.ID, tg.WebhookID), tg.DeliveryID)
-		got = append(got, tg.WebhookID)
-	}
-	require.ElementsMatch(t, []string{subscribed.ID, also.ID}, got)
+		targets, err := s.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		var got []string
+		for _, tg := range targets {
+			require.Equal(t, notifier.DeliveryID(ev.ID, tg.WebhookID), tg.DeliveryID)
+			got = append(got, tg.WebhookID)
+		}
+		require.ElementsMatch(t, []string{subscribed.ID, also.ID}, got)
 
-	again, err := s.FanOut(ctx, ev.ID)
-	require.NoError(t, err)
-	require.ElementsMatch(t, targets, again, "fanning out again starts nothing new")
+		again, err := s.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		require.ElementsMatch(t, targets, again, "fanning out again starts nothing new")
 
-	// Once a delivery has made an attempt, fanning out again leaves it be.
-	d := targets[0]
-	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-		DeliveryID: d.DeliveryID, RunID: "run-a", Number: 1, StartedAt: time.Now(), URL: d.URL, StatusCode: 200,
-	}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
-	again, err = s.FanOut(ctx, ev.ID)
-	require.NoError(t, err)
-	require.Equal(t, []sqlstore.Target{targets[1]}, again)
+		// Once a delivery has made an attempt, fanning out again leaves it be.
+		d := targets[0]
+		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+			DeliveryID: d.DeliveryID, RunID: "run-a", Number: 1, StartedAt: time.Now(), URL: d.URL, StatusCode: 200,
+		}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
+		again, err = s.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		require.Equal(t, []sqlstore.Target{targets[1]}, again)
 
-	// A webhook created after the fan-out gets nothing of this event, even
-	// if the event is fanned out again.
-	MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-	again, err = s.FanOut(ctx, ev.ID)
-	require.NoError(t, err)
-	require.Equal(t, []sqlstore.Target{targets[1]}, again)
+		// A webhook created after the fan-out gets nothing of this event, even
+		// if the event is fanned out again.
+		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		again, err = s.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		require.Equal(t, []sqlstore.Target{targets[1]}, again)
 
-	_, err = s.FanOut(ctx, "evt_missing")
-	require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+		_, err = s.FanOut(ctx, "evt_missing")
+		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
+	})
 }
 
 func TestRecordAttempt(t *testing.T) {
-	ctx := context.Background()
-	s := MustOpen(t)
-	w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-	ev := MustPublish(t, s, notifier.EventOrderFilled)
-	targets, err := s.FanOut(ctx, ev.ID)
-	require.NoError(t, err)
-	id := targets[0].DeliveryID
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		ev := MustPublish(t, s, notifier.EventOrderFilled)
+		targets, err := s.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		id := targets[0].DeliveryID
 
-	d, err := s.Delivery(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, notifier.DeliveryPending, d.Status)
-	require.Equal(t, w.ID, d.WebhookID)
-	require.Equal(t, notifier.EventOrderFilled, d.EventType)
+		d, err := s.Delivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliveryPending, d.Status)
+		require.Equal(t, w.ID, d.WebhookID)
+		require.Equal(t, notifier.EventOrderFilled, d.EventType)
 
-	next := time.Now().Add(10 * time.Second).UTC().Truncate(time.Microsecond)
-	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-		DeliveryID: id, RunID: "run-a", Number: 1, StartedAt: time.Now(), Duration: 30 * time.Millisecond,
-		URL: w.URL, StatusCode: 500, ResponseHeaders: map[string]string{"Content-Type": "text/plain"},
-		ResponseBody: "boom", ErrorClass: notifier.ErrClassHTTPStatus, Error: "receiver answered 500",
-	}, sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}))
+		next := time.Now().Add(10 * time.Second).UTC().Truncate(time.Microsecond)
+		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+			DeliveryID: id, RunID: "run-a", Number: 1, StartedAt: time.Now(), Duration: 30 * time.Millisecond,
+			URL: w.URL, StatusCode: 500, ResponseHeaders: map[string]string{"Content-Type": "text/plain"},
+			ResponseBody: "boom", ErrorClass: notifier.ErrClassHTTPStatus, Error: "receiver answered 500",
+		}, sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}))
 
-	d, err = s.Delivery(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, notifier.DeliveryRetrying, d.Status)
-	require.Equal(t, 1, d.Attempts)
-	require.Equal(t, 500, d.LastStatusCode)
-	require.Equal(t, next, *d.NextAttemptAt)
-	require.Nil(t, d.CompletedAt)
+		d, err = s.Delivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliveryRetrying, d.Status)
+		require.Equal(t, 1, d.Attempts)
+		require.Equal(t, 500, d.LastStatusCode)
+		require.Equal(t, next, *d.NextAttemptAt)
+		require.Nil(t, d.CompletedAt)
 
-	require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-		DeliveryID: id, RunID: "run-a", Number: 2, StartedAt: time.Now(), URL: w.URL, StatusCode: 204,
-	}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
-	d, err = s.Delivery(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, notifier.DeliverySucceeded, d.Status)
-	require.Equal(t, 2, d.Attempts)
-	require.Nil(t, d.NextAttemptAt)
-	require.NotNil(t, d.CompletedAt)
+		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+			DeliveryID: id, RunID: "run-a", Number: 2, StartedAt: time.Now(), URL: w.URL, StatusCode: 204,
+		}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
+		d, err = s.Delivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliverySucceeded, d.Status)
+		require.Equal(t, 2, d.Attempts)
+		require.Nil(t, d.NextAttemptAt)
+		require.NotNil(t, d.CompletedAt)
 
-	// A late failure cannot undo a success.
-	require.NoError(t, s.FinishDelivery(ctx, id, "run-a", notifier.DeliveryFailed, "late"))
-	d, err = s.Delivery(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, notifier.DeliverySucceeded, d.Status)
+		// A late failure cannot undo a success.
+		require.NoError(t, s.FinishDelivery(ctx, id, "run-a", notifier.DeliveryFailed, "late"))
+		d, err = s.Delivery(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, notifier.DeliverySucceeded, d.Status)
 
-	attempts, err := s.Attempts(ctx, id)
-	require.NoError(t, err)
-	require.Len(t, attempts, 2)
-	require.Equal(t, 1, attempts[0].Number)
-	require.Equal(t, "boom", attempts[0].ResponseBody)
-	require.Equal(t, "text/plain", attempts[0].ResponseHeaders["Content-Type"])
-	require.Equal(t, notifier.ErrClassHTTPStatus, attempts[0].ErrorClass)
-	require.Equal(t, 204, attempts[1].StatusCode)
+		attempts, err := s.Attempts(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, attempts, 2)
+		require.Equal(t, 1, attempts[0].Number)
+		require.Equal(t, "boom", attempts[0].ResponseBody)
+		require.Equal(t, "text/plain", attempts[0].ResponseHeaders["Content-Type"])
+		require.Equal(t, notifier.ErrClassHTTPStatus, attempts[0].ErrorClass)
+		require.Equal(t, 204, attempts[1].StatusCode)
+	})
 }
 
 func TestReopenKeepsData(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "notifier.db")
-	s, err := sqlstore.OpenSQLite(ctx, path)
-	require.NoError(t, err)
-	w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-	require.NoError(t, s.Close())
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		require.NoError(t, s.Close())
 
-	s, err = sqlstore.OpenSQLite(ctx, path)
-	require.NoError(t, err)
-	defer s.Close()
-	got, err := s.Webhook(ctx, w.ID)
-	require.NoError(t, err)
-	require.Equal(t, w.Name, got.Name)
+		s = b.open(t)
+		got, err := s.Webhook(ctx, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, w.Name, got.Name)
+	})
 }
 
 func TestRecordAttempt_Runs(t *testing.T) {
-	ctx := context.Background()
-	s := MustOpen(t)
-	MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-	ev := MustPublish(t, s, notifier.EventOrderFilled)
-	targets, err := s.FanOut(ctx, ev.ID)
-	require.NoError(t, err)
-	id := targets[0].DeliveryID
-	record := func(runID string, n, code int, status notifier.DeliveryStatus) {
-		t.Helper()
-		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-			DeliveryID: id, RunID: runID, Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code,
-		}, sqlstore.AttemptOutcome{Status: status}))
-	}
-	for n := 1; n <= 4; n++ {
-		record("first", n, 500, notifier.DeliveryRetrying)
-	}
-	require.NoError(t, s.FinishDelivery(ctx, id, "first", notifier.DeliveryFailed, "receiver answered 500"))
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		ev := MustPublish(t, s, notifier.EventOrderFilled)
+		targets, err := s.FanOut(ctx, ev.ID)
+		require.NoError(t, err)
+		id := targets[0].DeliveryID
+		record := func(runID string, n, code int, status notifier.DeliveryStatus) {
+			t.Helper()
+			require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
+				DeliveryID: id, RunID: runID, Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code,
+			}, sqlstore.AttemptOutcome{Status: status}))
+		}
+		for n := 1; n <= 4; n++ {
+			record("first", n, 500, notifier.DeliveryRetrying)
+		}
+		require.NoError(t, s.FinishDelivery(ctx, id, "first", notifier.DeliveryFailed, "receiver answered 500"))
 
-	t.Run("LateAnswerDoesNotReopen", func(t *testing.T) {
-		record("first", 3, 500, notifier.DeliveryRetrying)
+		t.Run("LateAnswerDoesNotReopen", func(t *testing.T) {
+			record("first", 3, 500, notifier.DeliveryRetrying)
+			d, err := s.Delivery(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, notifier.DeliveryFailed, d.Status)
+			require.NotNil(t, d.CompletedAt)
+		})
+
+		t.Run("ReopenOnlyFinished", func(t *testing.T) {
+			before, err := s.ReopenDelivery(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, notifier.DeliveryFailed, before.Status)
+			_, err = s.ReopenDelivery(ctx, id)
+			require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a pending delivery cannot be reopened")
+			require.NoError(t, s.RestoreDelivery(ctx, before))
+			d, err := s.Delivery(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, notifier.DeliveryFailed, d.Status)
+		})
+
+		record("second", 1, 502, notifier.DeliveryRetrying)
+		record("second", 1, 200, notifier.DeliverySucceeded) // the same attempt, logged again
+
+		atts, err := s.Attempts(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, atts, 5)
+		for _, a := range atts[:4] {
+			require.Equal(t, 1, a.Run)
+			require.False(t, a.Manual())
+		}
+		require.Equal(t, 2, atts[4].Run)
+		require.True(t, atts[4].Manual())
+		require.Equal(t, 200, atts[4].StatusCode, "logging an attempt again replaces it")
 		d, err := s.Delivery(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, notifier.DeliveryFailed, d.Status)
-		require.NotNil(t, d.CompletedAt)
-	})
+		require.Equal(t, 5, d.Attempts)
+		require.Equal(t, notifier.DeliverySucceeded, d.Status)
 
-	t.Run("ReopenOnlyFinished", func(t *testing.T) {
-		before, err := s.ReopenDelivery(ctx, id)
-		require.NoError(t, err)
-		require.Equal(t, notifier.DeliveryFailed, before.Status)
 		_, err = s.ReopenDelivery(ctx, id)
-		require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a pending delivery cannot be reopened")
-		require.NoError(t, s.RestoreDelivery(ctx, before))
-		d, err := s.Delivery(ctx, id)
+		require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a delivery that succeeded is not retried")
+
+		record("second", 2, 200, notifier.DeliverySucceeded) // a duplicate after the success
+		d, err = s.Delivery(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, notifier.DeliveryFailed, d.Status)
+		require.Equal(t, 6, d.Attempts, "every logged attempt is counted")
 	})
-
-	record("second", 1, 502, notifier.DeliveryRetrying)
-	record("second", 1, 200, notifier.DeliverySucceeded) // the same attempt, logged again
-
-	atts, err := s.Attempts(ctx, id)
-	require.NoError(t, err)
-	require.Len(t, atts, 5)
-	for _, a := range atts[:4] {
-		require.Equal(t, 1, a.Run)
-		require.False(t, a.Manual())
-	}
-	require.Equal(t, 2, atts[4].Run)
-	require.True(t, atts[4].Manual())
-	require.Equal(t, 200, atts[4].StatusCode, "logging an attempt again replaces it")
-	d, err := s.Delivery(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, 5, d.Attempts)
-	require.Equal(t, notifier.DeliverySucceeded, d.Status)
-
-	_, err = s.ReopenDelivery(ctx, id)
-	require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a delivery that succeeded is not retried")
-
-	record("second", 2, 200, notifier.DeliverySucceeded) // a duplicate after the success
-	d, err = s.Delivery(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, 6, d.Attempts, "every logged attempt is counted")
 }
 
 func TestSecretsSealed(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "notifier.db")
-	oldKey, newKey := bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 32)
-	rawSecret := func(id string) string {
-		db, err := sql.Open("sqlite", path)
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		oldKey, newKey := bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 32)
+		rawSecret := func(id string) string { return b.rawSecret(t, id) }
+
+		// A secret written before any key stays readable once a key is set.
+		plainStore := b.open(t)
+		early := MustCreateWebhook(t, plainStore, true, notifier.EventOrderFilled)
+		require.NoError(t, plainStore.Close())
+		require.Equal(t, "s3cret", rawSecret(early.ID))
+
+		oldRing, err := secrets.NewKeyring(oldKey)
 		require.NoError(t, err)
-		defer db.Close()
-		var v string
-		require.NoError(t, db.QueryRow(`SELECT secret FROM webhooks WHERE id = ?`, id).Scan(&v))
-		return v
-	}
-
-	// A secret written before any key stays readable once a key is set.
-	plainStore, err := sqlstore.OpenSQLite(ctx, path)
-	require.NoError(t, err)
-	early := MustCreateWebhook(t, plainStore, true, notifier.EventOrderFilled)
-	require.NoError(t, plainStore.Close())
-	require.Equal(t, "s3cret", rawSecret(early.ID))
-
-	oldRing, err := secrets.NewKeyring(oldKey)
-	require.NoError(t, err)
-	s, err := sqlstore.OpenSQLite(ctx, path, sqlstore.WithKeyring(oldRing))
-	require.NoError(t, err)
-	w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-	require.NotContains(t, rawSecret(w.ID), "s3cret", "sealed at rest")
-	got, err := s.Webhook(ctx, w.ID)
-	require.NoError(t, err)
-	require.Equal(t, "s3cret", got.Secret)
-	got, err = s.Webhook(ctx, early.ID)
-	require.NoError(t, err)
-	require.Equal(t, "s3cret", got.Secret)
-	require.NoError(t, s.Close())
-
-	// Rotation: the new key seals, the old one still opens, and resealing
-	// moves every secret to the new key.
-	rotated, err := secrets.NewKeyring(newKey, oldKey)
-	require.NoError(t, err)
-	s, err = sqlstore.OpenSQLite(ctx, path, sqlstore.WithKeyring(rotated))
-	require.NoError(t, err)
-	n, err := s.ResealSecrets(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 2, n)
-	require.True(t, rotated.Current(rawSecret(w.ID)))
-	require.True(t, rotated.Current(rawSecret(early.ID)))
-	require.NoError(t, s.Close())
-
-	newOnly, err := secrets.NewKeyring(newKey)
-	require.NoError(t, err)
-	s, err = sqlstore.OpenSQLite(ctx, path, sqlstore.WithKeyring(newOnly))
-	require.NoError(t, err)
-	defer s.Close()
-	for _, id := range []string{w.ID, early.ID} {
-		got, err := s.Webhook(ctx, id)
+		s := b.open(t, sqlstore.WithKeyring(oldRing))
+		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		require.NotContains(t, rawSecret(w.ID), "s3cret", "sealed at rest")
+		got, err := s.Webhook(ctx, w.ID)
 		require.NoError(t, err)
 		require.Equal(t, "s3cret", got.Secret)
-	}
+		got, err = s.Webhook(ctx, early.ID)
+		require.NoError(t, err)
+		require.Equal(t, "s3cret", got.Secret)
+		require.NoError(t, s.Close())
+
+		// Rotation: the new key seals, the old one still opens, and resealing
+		// moves every secret to the new key.
+		rotated, err := secrets.NewKeyring(newKey, oldKey)
+		require.NoError(t, err)
+		s = b.open(t, sqlstore.WithKeyring(rotated))
+		n, err := s.ResealSecrets(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.True(t, rotated.Current(rawSecret(w.ID)))
+		require.True(t, rotated.Current(rawSecret(early.ID)))
+		require.NoError(t, s.Close())
+
+		newOnly, err := secrets.NewKeyring(newKey)
+		require.NoError(t, err)
+		s = b.open(t, sqlstore.WithKeyring(newOnly))
+		for _, id := range []string{w.ID, early.ID} {
+			got, err := s.Webhook(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, "s3cret", got.Secret)
+		}
+	})
+}
+
+func TestConcurrentChanges(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+
+		t.Run("DifferentFieldsBothStand", func(t *testing.T) {
+			w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+			for range 20 {
+				name, inactive := "renamed", false
+				var wg sync.WaitGroup
+				errs := make(chan error, 2)
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					_, err := s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{Name: &name})
+					errs <- err
+				}()
+				go func() {
+					defer wg.Done()
+					_, err := s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{Active: &inactive})
+					errs <- err
+				}()
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					require.NoError(t, err)
+				}
+				got, err := s.Webhook(ctx, w.ID)
+				require.NoError(t, err)
+				require.Equal(t, "renamed", got.Name)
+				require.False(t, got.Active)
+				orig, active := "desk", true
+				_, err = s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{Name: &orig, Active: &active})
+				require.NoError(t, err)
+			}
+		})
+
+		t.Run("OneReopeningWins", func(t *testing.T) {
+			MustCreateWebhook(t, s, true, notifier.EventOrderPlaced)
+			ev := MustPublish(t, s, notifier.EventOrderPlaced)
+			targets, err := s.FanOut(ctx, ev.ID)
+			require.NoError(t, err)
+			id := targets[0].DeliveryID
+			require.NoError(t, s.FinishDelivery(ctx, id, "r1", notifier.DeliveryFailed, "boom"))
+			var wg sync.WaitGroup
+			wins := make(chan bool, 8)
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := s.ReopenDelivery(ctx, id)
+					if err != nil {
+						require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err))
+					}
+					wins <- err == nil
+				}()
+			}
+			wg.Wait()
+			close(wins)
+			n := 0
+			for w := range wins {
+				if w {
+					n++
+				}
+			}
+			require.Equal(t, 1, n)
+		})
+
+		t.Run("ReplicasMigrateTogether", func(t *testing.T) {
+			empty := sqliteBackend(t)
+			if b.name == "PostgreSQL" {
+				empty = postgresBackend(t)
+			}
+			var wg sync.WaitGroup
+			stores := make([]*sqlstore.Store, 4)
+			for i := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					stores[i] = empty.open(t)
+				}()
+			}
+			wg.Wait()
+			w := MustCreateWebhook(t, stores[0], true, notifier.EventOrderFilled)
+			_, err := stores[3].Webhook(ctx, w.ID)
+			require.NoError(t, err)
+		})
+	})
 }

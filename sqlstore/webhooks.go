@@ -23,7 +23,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(tx txConn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks
 			(id, name, url, secret, active, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -36,7 +36,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
 	})
 }
 
-func insertWebhookEvents(ctx context.Context, tx *sql.Tx, id string, events []notifier.EventType) error {
+func insertWebhookEvents(ctx context.Context, tx txConn, id string, events []notifier.EventType) error {
 	for _, e := range events {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO webhook_events (webhook_id, event_type) VALUES (?, ?)`, id, string(e))
@@ -50,11 +50,6 @@ func insertWebhookEvents(ctx context.Context, tx *sql.Tx, id string, events []no
 // Webhook returns the webhook with the given id, secret included.
 func (s *Store) Webhook(ctx context.Context, id string) (*notifier.Webhook, error) {
 	return s.webhookByID(ctx, s.db, id)
-}
-
-type queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func (s *Store) webhookByID(ctx context.Context, q queryer, id string) (*notifier.Webhook, error) {
@@ -121,30 +116,49 @@ func (s *Store) Webhooks(ctx context.Context, limit int, cursor string) (*Webhoo
 }
 
 // UpdateWebhook applies upd to the webhook with the given id and returns it
-// as it now is.
+// as it now is. Only the fields upd sets are written, so two changes of
+// different fields made at once both stand; of two changes of one field, the
+// last written wins.
 func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.WebhookUpdate) (*notifier.Webhook, error) {
-	var w *notifier.Webhook
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if w, err = s.webhookByID(ctx, tx, id); err != nil {
-			return err
+	sets, args := []string{"updated_at = ?"}, []any{formatTime(s.clock())}
+	if upd.Name != nil {
+		sets, args = append(sets, "name = ?"), append(args, *upd.Name)
+	}
+	if upd.URL != nil {
+		sets, args = append(sets, "url = ?"), append(args, *upd.URL)
+	}
+	if upd.Active != nil {
+		sets, args = append(sets, "active = ?"), append(args, boolInt(*upd.Active))
+	}
+	if upd.Secret != nil {
+		sealed, err := s.keys.Seal(*upd.Secret, id)
+		if err != nil {
+			return nil, err
 		}
-		upd.Apply(w)
-		w.UpdatedAt = s.clock()
-		sealed, err := s.keys.Seal(w.Secret, w.ID)
+		sets, args = append(sets, "secret = ?"), append(args, sealed)
+	}
+	var w *notifier.Webhook
+	err := s.inTx(ctx, func(tx txConn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET `+strings.Join(sets, ", ")+
+			` WHERE id = ?`, append(args, id)...)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE webhooks
-			SET name = ?, url = ?, secret = ?, active = ?, updated_at = ? WHERE id = ?`,
-			w.Name, w.URL, sealed, boolInt(w.Active), formatTime(w.UpdatedAt), id)
-		if err != nil || upd.Events == nil {
+		if n, err := res.RowsAffected(); err != nil {
 			return err
+		} else if n == 0 {
+			return notFound("webhook", id)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_events WHERE webhook_id = ?`, id); err != nil {
-			return err
+		if upd.Events != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_events WHERE webhook_id = ?`, id); err != nil {
+				return err
+			}
+			if err := insertWebhookEvents(ctx, tx, id, upd.Events); err != nil {
+				return err
+			}
 		}
-		return insertWebhookEvents(ctx, tx, id, w.Events)
+		w, err = s.webhookByID(ctx, tx, id)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -12,14 +12,18 @@ import (
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/secrets"
+	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
 
 // config is the service's configuration, read from the environment.
 type config struct {
-	HTTPAddr      string
-	DataDir       string
-	DatabasePath  string
+	HTTPAddr     string
+	DataDir      string
+	DatabasePath string
+	// DatabaseURL, when set, puts the store in PostgreSQL instead of SQLite.
+	DatabaseURL   string
+	Pool          sqlstore.PoolConfig
 	APIToken      string
 	AllowPrivate  bool
 	Egress        egress.Policy
@@ -57,6 +61,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		Retry:             activities.DefaultRetry,
 	}
 	c.DatabasePath = env("NOTIFIER_DATABASE_PATH", filepath.Join(c.DataDir, "notifier.db"))
+	c.DatabaseURL = getenv("NOTIFIER_DATABASE_URL")
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") &&
+		!strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return nil, fmt.Errorf("NOTIFIER_DATABASE_URL: want a postgres:// URL")
+	}
 
 	var err error
 	if c.AllowPrivate, err = parseBool(getenv, "NOTIFIER_ALLOW_PRIVATE_URLS", false); err != nil {
@@ -77,6 +86,18 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	if c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT", c.Retry.AttemptTimeout); err != nil {
+		return nil, err
+	}
+	maxOpen, err := parseInt(getenv, "NOTIFIER_DATABASE_MAX_CONNS", 10)
+	if err != nil {
+		return nil, err
+	}
+	maxIdle, err := parseInt(getenv, "NOTIFIER_DATABASE_MAX_IDLE_CONNS", 5)
+	if err != nil {
+		return nil, err
+	}
+	c.Pool = sqlstore.PoolConfig{MaxOpen: int(maxOpen), MaxIdle: int(maxIdle)}
+	if c.Pool.MaxLifetime, err = parseDuration(getenv, "NOTIFIER_DATABASE_CONN_MAX_LIFETIME", 30*time.Minute); err != nil {
 		return nil, err
 	}
 	if c.Keys, err = loadKeys(getenv); err != nil {

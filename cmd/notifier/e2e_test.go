@@ -52,6 +52,7 @@ func TestMain(m *testing.M) {
 // on its own data directory and task queue.
 type stack struct {
 	t       *testing.T
+	role    string // serve, api or worker
 	base    string
 	token   string
 	env     map[string]string
@@ -87,9 +88,15 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startStack runs the notifier with the given environment on top of test
-// defaults, and waits until it answers.
+// startStack runs `notifier serve` with the given environment on top of
+// test defaults, and waits until it answers.
 func startStack(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	return startRole(t, "serve", extra)
+}
+
+// startRole runs the notifier in one role (serve, api or worker).
+func startRole(t *testing.T, role string, extra map[string]string) *stack {
 	t.Helper()
 	addr := freeAddr(t)
 	env := map[string]string{
@@ -104,7 +111,7 @@ func startStack(t *testing.T, extra map[string]string) *stack {
 	for k, v := range extra {
 		env[k] = v
 	}
-	s := &stack{t: t, base: "http://" + addr, token: env["NOTIFIER_API_TOKEN"], env: env}
+	s := &stack{t: t, role: role, base: "http://" + addr, token: env["NOTIFIER_API_TOKEN"], env: env}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -115,8 +122,11 @@ func (s *stack) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done, s.stopped = cancel, make(chan error, 1), false
 	go func() {
-		s.done <- run(ctx, []string{"serve"}, func(k string) string { return s.env[k] }, &s.logs)
+		s.done <- run(ctx, []string{s.role}, func(k string) string { return s.env[k] }, &s.logs)
 	}()
+	if s.role == "worker" {
+		return
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.base + "/healthz")
@@ -646,4 +656,71 @@ func TestEndToEnd_SecretNeverLeaks(t *testing.T) {
 			requireNotInHistory(t, id, sec)
 		}
 	}
+}
+
+// Two API processes and two workers on one PostgreSQL database and one
+// Temporal server behave as one service.
+func TestEndToEnd_ReplicasOnPostgres(t *testing.T) {
+	env := map[string]string{
+		"NOTIFIER_DATABASE_URL":           testenv.PostgresURL(t),
+		"NOTIFIER_TASK_QUEUE":             "replicas-" + t.Name(),
+		"NOTIFIER_RETRY_INITIAL_INTERVAL": "200ms",
+	}
+	api1, api2 := startRole(t, "api", env), startRole(t, "api", env)
+	w1 := startRole(t, "worker", env)
+	startRole(t, "worker", env)
+
+	steady := testenv.NewReceiver(t)
+	flaky := testenv.NewReceiver(t, 200, 500, 200)
+	steadyID := api1.createWebhook(steady.URL(), "s1", true, notifier.EventOrderFilled)
+	flakyID := api2.createWebhook(flaky.URL(), "s2", true, notifier.EventOrderFilled)
+
+	// Both APIs take events, some of them the same event twice at once.
+	var ids []string
+	for i := range 12 {
+		body := map[string]any{"type": "order.filled", "data": map[string]any{"symbol": "BTCUSDT", "i": i}}
+		if i%3 == 0 {
+			body["id"] = fmt.Sprintf("fill-%d", i)
+			var wg sync.WaitGroup
+			for _, api := range []*stack{api1, api2} {
+				wg.Add(1)
+				go func() { defer wg.Done(); api.publish(body) }()
+			}
+			wg.Wait()
+			ids = append(ids, body["id"].(string))
+			continue
+		}
+		api := []*stack{api1, api2}[i%2]
+		ids = append(ids, api.publish(body).ID)
+		if i == 6 {
+			w1.stop() // one worker goes away; the other carries on
+		}
+	}
+
+	for _, id := range ids {
+		require.NoError(t, waitDelivery(t, id, steadyID))
+		require.NoError(t, waitDelivery(t, id, flakyID))
+		require.Len(t, steady.WaitFor(t, id, 1, time.Second), 1, "event %s delivered once", id)
+	}
+	require.Len(t, steady.Requests(), len(ids)+1, "nothing delivered twice") // + the ping
+
+	// Changes of different fields through different APIs both stand.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		api1.call("PATCH", "/v1/webhooks/"+steadyID, map[string]any{"name": "renamed"}, nil)
+	}()
+	go func() {
+		defer wg.Done()
+		api2.call("PATCH", "/v1/webhooks/"+steadyID, map[string]any{"events": []string{"order.placed"}}, nil)
+	}()
+	wg.Wait()
+	var w struct {
+		Name   string   `json:"name"`
+		Events []string `json:"events"`
+	}
+	require.Equal(t, http.StatusOK, api2.call("GET", "/v1/webhooks/"+steadyID, nil, &w))
+	require.Equal(t, "renamed", w.Name)
+	require.Equal(t, []string{"order.placed"}, w.Events)
 }

@@ -30,6 +30,8 @@ commands:
   worker   the Temporal worker only
   rotate-secrets
            seal every stored webhook secret with NOTIFIER_SECRET_KEY
+  healthcheck
+           exit 0 when the API at NOTIFIER_HTTP_ADDR answers /healthz
   version  print the version
 
 Configuration comes from NOTIFIER_* environment variables and the Temporal
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
 	case "rotate-secrets":
 		cfg, err := loadConfig(getenv)
 		if err != nil {

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,4 +75,22 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr)
 	require.False(t, cfg.AllowPrivate)
 	require.Equal(t, "127.0.0.1:7233", cfg.TemporalAddress)
+}
+
+func TestHealthcheck(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	getenv := func(k string) string {
+		if k == "NOTIFIER_HTTP_ADDR" {
+			return addr
+		}
+		return ""
+	}
+	require.NoError(t, run(context.Background(), []string{"healthcheck"}, getenv, io.Discard))
+	srv.Close()
+	require.Error(t, run(context.Background(), []string{"healthcheck"}, getenv, io.Discard))
 }

@@ -85,6 +85,9 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 }
 
 func openStore(ctx context.Context, cfg *config) (*sqlstore.Store, error) {
+	if cfg.DatabaseURL != "" {
+		return sqlstore.OpenPostgres(ctx, cfg.DatabaseURL, cfg.Pool, sqlstore.WithKeyring(cfg.Keys))
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.DatabasePath), 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -107,6 +110,38 @@ func rotateSecrets(ctx context.Context, cfg *config, stdout io.Writer) error {
 		return fmt.Errorf("rotate-secrets: %w", err)
 	}
 	fmt.Fprintf(stdout, "resealed %d webhook secrets with the current key\n", n)
+	return nil
+}
+
+// healthcheck asks the local API whether it is up, for container health
+// checks on images that have no curl.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("NOTIFIER_HTTP_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("NOTIFIER_HTTP_ADDR: %w", err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		"http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	}
 	return nil
 }
 

@@ -5,16 +5,21 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
@@ -67,6 +72,41 @@ func StartDevServer(ctx context.Context) (*testsuite.DevServer, error) {
 		Stdout:        io.Discard,
 		Stderr:        io.Discard,
 	})
+}
+
+// PostgresURL returns the URL of a new, empty schema in the PostgreSQL that
+// NOTIFIER_TEST_POSTGRES_URL names, dropped when the test ends. It skips the
+// test when that variable is not set.
+func PostgresURL(tb testing.TB) string {
+	tb.Helper()
+	base := os.Getenv("NOTIFIER_TEST_POSTGRES_URL")
+	if base == "" {
+		tb.Skip("NOTIFIER_TEST_POSTGRES_URL is not set")
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	exec := func(stmt string) error {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		_, err = db.Exec(stmt)
+		return err
+	}
+	if err := exec("CREATE SCHEMA " + schema); err != nil {
+		tb.Fatalf("create test schema: %v", err)
+	}
+	tb.Cleanup(func() { _ = exec("DROP SCHEMA " + schema + " CASCADE") })
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatalf("NOTIFIER_TEST_POSTGRES_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // Request is one request a Receiver got.
