@@ -4,6 +4,8 @@
 TEMPORAL_CLI_VERSION  := v1.5.1
 STATICCHECK_VERSION   := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
+# Temporal's own server and SQL schema tool, for e2e-temporal-postgres.
+TEMPORAL_SERVER_VERSION := v1.32.1
 
 BIN := $(CURDIR)/bin
 export GOBIN := $(BIN)
@@ -12,7 +14,7 @@ export GOBIN := $(BIN)
 # detector; the rest run without it, which keeps `make test` quick.
 RACE_PKGS := ./activities/... ./apiserver/... ./sqlstore/... ./cmd/...
 
-.PHONY: run build test lint unit fuzz histories tools clean
+.PHONY: run build test lint unit fuzz histories e2e-temporal-postgres tools clean
 
 ## run: start a Temporal dev server, the API and a worker (Ctrl-C stops all)
 run: build $(BIN)/temporal
@@ -50,6 +52,23 @@ histories: $(BIN)/temporal
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal \
 	NOTIFIER_CAPTURE_HISTORIES=$(CURDIR)/workflows/testdata/histories \
 		go test -count=1 -run 'TestEndToEnd' ./cmd/notifier/
+
+## e2e-temporal-postgres: the end-to-end tests on Temporal's own server on the
+## local PostgreSQL (not part of `make test`; the first build takes minutes)
+e2e-temporal-postgres: $(BIN)/temporal $(BIN)/temporal-server $(BIN)/temporal-sql-tool
+	TEMPORAL_SERVER_VERSION=$(TEMPORAL_SERVER_VERSION) ./scripts/e2e-temporal-postgres
+
+$(BIN)/temporal-server: $(BIN)/.temporal-server-$(TEMPORAL_SERVER_VERSION)
+$(BIN)/.temporal-server-$(TEMPORAL_SERVER_VERSION):
+	go install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/server $(BIN)/temporal-server
+	@rm -f $(BIN)/.temporal-server-* && touch $@
+
+$(BIN)/temporal-sql-tool: $(BIN)/.temporal-sql-tool-$(TEMPORAL_SERVER_VERSION)
+$(BIN)/.temporal-sql-tool-$(TEMPORAL_SERVER_VERSION):
+	go install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/sql $(BIN)/temporal-sql-tool
+	@rm -f $(BIN)/.temporal-sql-tool-* && touch $@
 
 tools: $(BIN)/temporal $(BIN)/staticcheck $(BIN)/workflowcheck
 

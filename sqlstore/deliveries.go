@@ -132,22 +132,9 @@ func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 }
 
 func subscribedWebhooks(ctx context.Context, tx txConn, typ notifier.EventType) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT w.id FROM webhooks w
+	return queryIDs(ctx, tx, `SELECT w.id FROM webhooks w
 		JOIN webhook_events e ON e.webhook_id = w.id
 		WHERE e.event_type = ? AND w.active = 1 ORDER BY w.id`, string(typ))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 func waitingTargets(ctx context.Context, tx txConn, eventID string) ([]Target, error) {
@@ -327,60 +314,20 @@ func (s *Store) Deliveries(ctx context.Context, f DeliveryFilter, limit int, cur
 		query += ` AND created_at < ?`
 		args = append(args, formatTime(f.To))
 	}
-	if cursor != "" {
-		created, id, err := decodeCursor(cursor)
-		if err != nil {
-			return nil, err
-		}
-		query += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
-		args = append(args, created, created, id)
-	}
-	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
-
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	deliveries, next, err := listPage(ctx, s.db, query, args, cursor, limit, scanDelivery,
+		func(d *notifier.Delivery) (time.Time, string) { return d.CreatedAt, d.ID })
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	page := &DeliveryPage{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, err
-		}
-		page.Deliveries = append(page.Deliveries, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(page.Deliveries) > limit {
-		page.Deliveries = page.Deliveries[:limit]
-		last := page.Deliveries[limit-1]
-		page.NextCursor = encodeCursor(formatTime(last.CreatedAt), last.ID)
-	}
-	return page, nil
+	return &DeliveryPage{Deliveries: deliveries, NextCursor: next}, nil
 }
 
 // UnfinishedDeliveries returns the ids of a webhook's deliveries that are
 // pending or retrying.
 func (s *Store) UnfinishedDeliveries(ctx context.Context, webhookID string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM deliveries
+	return queryIDs(ctx, s.db, `SELECT id FROM deliveries
 		WHERE webhook_id = ? AND status IN (?, ?) ORDER BY id`,
 		webhookID, string(notifier.DeliveryPending), string(notifier.DeliveryRetrying))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 // ReopenDelivery marks a failed or canceled delivery pending again, for a

@@ -75,44 +75,16 @@ type WebhookPage struct {
 
 // Webhooks lists webhooks, newest first, limit at a time, after cursor.
 func (s *Store) Webhooks(ctx context.Context, limit int, cursor string) (*WebhookPage, error) {
-	query := `SELECT ` + webhookColumns + ` FROM webhooks`
-	var args []any
-	if cursor != "" {
-		created, id, err := decodeCursor(cursor)
-		if err != nil {
-			return nil, err
-		}
-		query += ` WHERE created_at < ? OR (created_at = ? AND id < ?)`
-		args = append(args, created, created, id)
-	}
-	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
-
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	hooks, next, err := listPage(ctx, s.db, `SELECT `+webhookColumns+` FROM webhooks WHERE 1 = 1`,
+		nil, cursor, limit, s.scanWebhook,
+		func(w *notifier.Webhook) (time.Time, string) { return w.CreatedAt, w.ID })
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	page := &WebhookPage{}
-	for rows.Next() {
-		w, err := s.scanWebhook(rows)
-		if err != nil {
-			return nil, err
-		}
-		page.Webhooks = append(page.Webhooks, w)
-	}
-	if err := rows.Err(); err != nil {
+	if err := loadEvents(ctx, s.db, hooks); err != nil {
 		return nil, err
 	}
-	if len(page.Webhooks) > limit {
-		page.Webhooks = page.Webhooks[:limit]
-		last := page.Webhooks[limit-1]
-		page.NextCursor = encodeCursor(formatTime(last.CreatedAt), last.ID)
-	}
-	if err := loadEvents(ctx, s.db, page.Webhooks); err != nil {
-		return nil, err
-	}
-	return page, nil
+	return &WebhookPage{Webhooks: hooks, NextCursor: next}, nil
 }
 
 // UpdateWebhook applies upd to the webhook with the given id and returns it
@@ -141,13 +113,8 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.Webh
 	err := s.inTx(ctx, func(tx txConn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET `+strings.Join(sets, ", ")+
 			` WHERE id = ?`, append(args, id)...)
-		if err != nil {
+		if err := touchedOne(res, err, "webhook", id); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return notFound("webhook", id)
 		}
 		if upd.Events != nil {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_events WHERE webhook_id = ?`, id); err != nil {
@@ -170,15 +137,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.Webh
 // log.
 func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM webhooks WHERE id = ?`, id)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return notFound("webhook", id)
-	}
-	return nil
+	return touchedOne(res, err, "webhook", id)
 }
 
 // ResealSecrets seals every stored secret that is not sealed with the
@@ -233,15 +192,7 @@ func (s *Store) SetPingResult(ctx context.Context, id string, p *notifier.PingRe
 		ping_error = ?, ping_duration_ms = ?, pinged_at = ? WHERE id = ?`,
 		boolInt(p.OK), nullInt(p.StatusCode), nullString(p.Error),
 		p.Duration.Milliseconds(), formatTime(p.At), id)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return notFound("webhook", id)
-	}
-	return nil
+	return touchedOne(res, err, "webhook", id)
 }
 
 type scanner interface{ Scan(dest ...any) error }

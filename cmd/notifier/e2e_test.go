@@ -36,7 +36,22 @@ var devServer interface {
 	Client() client.Client
 }
 
+// TestMain starts a Temporal dev server, or, when
+// NOTIFIER_TEST_TEMPORAL_ADDRESS is set, uses the Temporal server there
+// (`make e2e-temporal-postgres` runs these tests on Temporal's own server on
+// PostgreSQL that way).
 func TestMain(m *testing.M) {
+	if addr := os.Getenv("NOTIFIER_TEST_TEMPORAL_ADDRESS"); addr != "" {
+		c, err := client.Dial(client.Options{HostPort: addr})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "connect to temporal:", err)
+			os.Exit(1)
+		}
+		devServer = externalServer{addr: addr, c: c}
+		code := m.Run()
+		c.Close()
+		os.Exit(code)
+	}
 	srv, err := testenv.StartDevServer(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start temporal dev server:", err)
@@ -47,6 +62,14 @@ func TestMain(m *testing.M) {
 	_ = srv.Stop()
 	os.Exit(code)
 }
+
+type externalServer struct {
+	addr string
+	c    client.Client
+}
+
+func (s externalServer) FrontendHostPort() string { return s.addr }
+func (s externalServer) Client() client.Client    { return s.c }
 
 // stack is one notifier process (API and worker) as `notifier serve` runs it,
 // on its own data directory and task queue.
