@@ -432,3 +432,22 @@ func TestRetryConfig_Delay(t *testing.T) {
 	require.Equal(t, 30*time.Second, r.Delay(2))
 	require.Equal(t, 90*time.Second, r.Delay(3))
 }
+
+// A panic in an activity ends that attempt with an error, as any failure
+// would; the worker goes on.
+func TestDeliver_PanicIsAFailedAttempt(t *testing.T) {
+	f := newFixture(t)
+	r := testenv.NewReceiver(t)
+	in, _ := f.deliveryTo(t, r.URL(), "k", true)
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	broken := &activities.Activities{Store: f.store, Retry: activities.DefaultRetry} // no Sender
+	env.RegisterActivity(broken)
+
+	_, err := env.ExecuteActivity(broken.Deliver, in)
+	var panicErr *temporal.PanicError
+	require.ErrorAs(t, err, &panicErr)
+
+	_, err = f.env.ExecuteActivity(f.acts.Deliver, in)
+	require.NoError(t, err, "the next attempt runs as usual")
+}
