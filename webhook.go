@@ -15,6 +15,21 @@ const (
 	MaxSecretLength = 1024
 )
 
+// Channel says how deliveries reach a webhook: as the envelope (generic),
+// or rendered for the service its URL belongs to. Type is auto, generic,
+// slack, telegram, pagerduty or discord; the other fields apply to some
+// types only.
+type Channel struct {
+	Type string `json:"type"`
+	// Telegram: the chat to post to, and "HTML" or "" (plain text).
+	ChatID    string `json:"chat_id,omitempty"`
+	ParseMode string `json:"parse_mode,omitempty"`
+	// PagerDuty: the integration's routing key, and event defaults.
+	RoutingKey string `json:"routing_key,omitempty"`
+	Severity   string `json:"severity,omitempty"`
+	Source     string `json:"source,omitempty"`
+}
+
 // Reachability is what the last test ping of a webhook found.
 type Reachability string
 
@@ -32,8 +47,10 @@ type Webhook struct {
 	URL    string
 	Events []EventType
 	// Secret signs every delivery when set. It never leaves the service.
-	Secret    string
-	Active    bool
+	Secret string
+	Active bool
+	// Channel is resolved: never auto.
+	Channel   Channel
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// LastPing is the result of the latest test ping, nil before the first.
@@ -74,11 +91,12 @@ type PingResult struct {
 // WebhookUpdate holds the fields a change sets; nil fields stay as they are.
 // An empty Secret removes the secret.
 type WebhookUpdate struct {
-	Name   *string
-	URL    *string
-	Events []EventType
-	Secret *string
-	Active *bool
+	Name    *string
+	URL     *string
+	Events  []EventType
+	Secret  *string
+	Active  *bool
+	Channel *Channel
 }
 
 // URLPolicy says which webhook URLs are acceptable before any connection is
@@ -149,6 +167,9 @@ func (u *WebhookUpdate) Apply(w *Webhook) {
 	}
 	if u.Active != nil {
 		w.Active = *u.Active
+	}
+	if u.Channel != nil {
+		w.Channel = *u.Channel
 	}
 }
 
