@@ -51,6 +51,7 @@ const (
 	ErrClassRedirect   = "redirect"
 	ErrClassRefused    = "refused_target"
 	ErrClassThrottled  = "throttled"
+	ErrClassRejected   = "rejected"
 	ErrClassCanceled   = "canceled"
 	ErrClassInternal   = "internal"
 )
@@ -74,6 +75,11 @@ type Attempt struct {
 	ResponseBody    string
 	ErrorClass      string
 	Error           string
+	// RequestBody is the body sent when a channel rendered the event;
+	// empty when the envelope itself was sent.
+	RequestBody string
+	// RetryAfter is the wait the receiver asked for before the next attempt.
+	RetryAfter time.Duration
 }
 
 // Manual reports whether the attempt belongs to a run started by hand.

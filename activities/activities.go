@@ -6,6 +6,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/channel"
 	"github.com/barfinex/notifier/sqlstore"
 )
 
@@ -26,6 +28,9 @@ const (
 	// ErrThrottled: too many attempts are in flight to the receiver's host;
 	// the attempt was not made and the workflow makes it again shortly.
 	ErrThrottled = "Throttled"
+	// ErrRejected: the receiver's service said the request can never be
+	// accepted as it is (a channel's 4xx); not retried.
+	ErrRejected = "Rejected"
 	// ErrRefusedTarget: the receiver's address is not allowed; not retried.
 	ErrRefusedTarget = "RefusedTarget"
 	// ErrWebhookInactive: the webhook was deactivated; not retried.
@@ -115,6 +120,8 @@ type DeliverResult struct {
 type AttemptFailure struct {
 	StatusCode int
 	ErrorClass string
+	// RetryAfter is the wait the receiver asked for, zero if none.
+	RetryAfter time.Duration
 }
 
 // Deliver makes one attempt of a delivery and records it. A receiver's
@@ -137,22 +144,21 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	if err != nil {
 		return nil, err
 	}
-	headers := deliveryHeaders(webhook, in.EventType, in.EventID, in.DeliveryID, ev.Body)
-	headers.Set("X-Barfinex-Attempt", strconv.Itoa(in.Attempt))
-	att := a.Sender.Post(ctx, Request{URL: webhook.URL, Body: ev.Body, Headers: headers})
+	att := a.send(ctx, webhook, in.EventType, in.EventID, in.DeliveryID, in.Attempt, ev.Body)
 	if att.ErrorClass == notifier.ErrClassThrottled {
 		return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, ErrThrottled, nil)
 	}
 	att.DeliveryID, att.Number = in.DeliveryID, in.Attempt
 	att.RunID = activity.GetInfo(ctx).WorkflowExecution.RunID
 
+	final := att.ErrorClass == notifier.ErrClassRefused || att.ErrorClass == notifier.ErrClassRejected
 	out := sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}
 	switch {
 	case att.OK():
-	case att.ErrorClass == notifier.ErrClassRefused || in.Attempt >= in.Retry.MaximumAttempts:
+	case final || in.Attempt >= in.Retry.MaximumAttempts:
 		out.Status = notifier.DeliveryFailed
 	default:
-		next := time.Now().Add(in.Retry.Delay(in.Attempt))
+		next := time.Now().Add(max(in.Retry.Delay(in.Attempt), att.RetryAfter))
 		out = sqlstore.AttemptOutcome{Status: notifier.DeliveryRetrying, NextAttemptAt: &next}
 	}
 	// The POST happened: log it even if the worker is stopping.
@@ -170,11 +176,14 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 		return &DeliverResult{Attempt: att, Recorded: recErr == nil}, nil
 	}
 	errType := ErrAttemptFailed
-	if att.ErrorClass == notifier.ErrClassRefused {
+	switch att.ErrorClass {
+	case notifier.ErrClassRefused:
 		errType = ErrRefusedTarget
+	case notifier.ErrClassRejected:
+		errType = ErrRejected
 	}
 	return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, errType, nil,
-		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass})
+		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass, RetryAfter: att.RetryAfter})
 }
 
 // RecordAttemptInput is an attempt to log, with what it changes on its
@@ -252,8 +261,7 @@ func (a *Activities) Ping(ctx context.Context, in PingInput) (*PingResult, error
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("ping: bad envelope", "BadInput", err)
 	}
-	headers := deliveryHeaders(webhook, notifier.EventPing, ev.ID, "", in.Body)
-	att := a.Sender.Post(ctx, Request{URL: webhook.URL, Body: in.Body, Headers: headers})
+	att := a.send(ctx, webhook, notifier.EventPing, ev.ID, "", 0, in.Body)
 	res := &notifier.PingResult{
 		OK: att.OK(), StatusCode: att.StatusCode, Error: att.Error,
 		Duration: att.Duration, At: att.StartedAt,
@@ -266,6 +274,61 @@ func (a *Activities) Ping(ctx context.Context, in PingInput) (*PingResult, error
 		OK: res.OK, StatusCode: res.StatusCode, Error: res.Error,
 		DurationMS: res.Duration.Milliseconds(), At: res.At,
 	}, nil
+}
+
+// send makes one attempt to deliver envelope to a webhook, rendered for its
+// channel, and judges the answer the way the channel's service defines it.
+// Attempt 0 is a test ping. Telegram's refusal to parse a message's
+// formatting gets one more try, as plain text, within the attempt.
+func (a *Activities) send(ctx context.Context, w *notifier.Webhook, typ notifier.EventType,
+	eventID, deliveryID string, attempt int, envelope []byte) *notifier.Attempt {
+	ch := w.Channel
+	for plainRetried := false; ; plainRetried = true {
+		req, err := channel.Render(ch, w.URL, envelope)
+		if err != nil {
+			return &notifier.Attempt{URL: channel.MaskURL(ch, w.URL), StartedAt: time.Now(),
+				ErrorClass: notifier.ErrClassInternal, Error: err.Error()}
+		}
+		headers := deliveryHeaders(w, typ, eventID, deliveryID, req.Body)
+		if attempt > 0 {
+			headers.Set("X-Barfinex-Attempt", strconv.Itoa(attempt))
+		}
+		att := a.Sender.Post(ctx, Request{URL: req.URL, Body: req.Body, Headers: headers})
+		att.URL = channel.MaskURL(ch, req.URL)
+		if ch.Type != channel.Generic {
+			att.RequestBody = string(req.Body)
+		}
+		// Only an answer the transport took whole is the channel's to judge.
+		if att.StatusCode == 0 || (att.ErrorClass != "" && att.ErrorClass != notifier.ErrClassHTTPStatus) {
+			return att
+		}
+		v := channel.Judge(ch, att.StatusCode, answerHeaders(att), []byte(att.ResponseBody), time.Now())
+		if v.AsPlainText && !plainRetried {
+			ch.ParseMode = ""
+			continue
+		}
+		switch {
+		case v.OK:
+			att.ErrorClass, att.Error = "", ""
+		case v.Permanent:
+			att.ErrorClass, att.Error = notifier.ErrClassRejected, v.Reason+" (not retried: the request would not change)"
+		default:
+			att.ErrorClass, att.Error = notifier.ErrClassHTTPStatus, v.Reason
+		}
+		att.RetryAfter = v.RetryAfter
+		if v.RetryAfter > 0 {
+			att.Error += fmt.Sprintf("; asked to wait %s", v.RetryAfter)
+		}
+		return att
+	}
+}
+
+func answerHeaders(a *notifier.Attempt) http.Header {
+	h := make(http.Header, len(a.ResponseHeaders))
+	for k, v := range a.ResponseHeaders {
+		h.Set(k, v)
+	}
+	return h
 }
 
 func deliveryHeaders(w *notifier.Webhook, typ notifier.EventType, eventID, deliveryID string, body []byte) http.Header {

@@ -56,6 +56,9 @@ type attemptJSON struct {
 	ResponseBody    string            `json:"response_body,omitempty"`
 	ErrorClass      string            `json:"error_class,omitempty"`
 	Error           string            `json:"error,omitempty"`
+	// RequestBody is what a channel sent, when it was not the envelope.
+	RequestBody  string `json:"request_body,omitempty"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
 }
 
 // liveJSON is a running delivery's state as its workflow reports it.
@@ -194,6 +197,7 @@ func (s *Server) getDelivery(c *gin.Context) {
 			DurationMS: a.Duration.Milliseconds(), URL: a.URL, StatusCode: a.StatusCode,
 			ResponseHeaders: a.ResponseHeaders, ResponseBody: a.ResponseBody,
 			ErrorClass: a.ErrorClass, Error: a.Error,
+			RequestBody: a.RequestBody, RetryAfterMS: a.RetryAfter.Milliseconds(),
 		}
 	}
 	if !d.Status.Final() {

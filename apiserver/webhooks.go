@@ -12,17 +12,19 @@ import (
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/channel"
 	"github.com/barfinex/notifier/workflows"
 )
 
 // webhookRequest is the body of a webhook create or change. Pointers tell a
 // field left out from one set to its zero value.
 type webhookRequest struct {
-	Name   *string              `json:"name"`
-	URL    *string              `json:"url"`
-	Events []notifier.EventType `json:"events"`
-	Secret *string              `json:"secret"`
-	Active *bool                `json:"active"`
+	Name    *string              `json:"name"`
+	URL     *string              `json:"url"`
+	Events  []notifier.EventType `json:"events"`
+	Secret  *string              `json:"secret"`
+	Active  *bool                `json:"active"`
+	Channel *notifier.Channel    `json:"channel"`
 }
 
 type webhookJSON struct {
@@ -31,6 +33,7 @@ type webhookJSON struct {
 	URL          string               `json:"url"`
 	Events       []notifier.EventType `json:"events"`
 	Active       bool                 `json:"active"`
+	Channel      notifier.Channel     `json:"channel"`
 	HasSecret    bool                 `json:"has_secret"`
 	Reachability string               `json:"reachability"`
 	LastPing     *pingJSON            `json:"last_ping"`
@@ -51,8 +54,10 @@ type pingJSON struct {
 func timeJSON(t time.Time) string { return t.UTC().Format(notifier.TimestampLayout) }
 
 func toWebhookJSON(w *notifier.Webhook) *webhookJSON {
+	// Channel URLs and settings carry credentials: reads show them masked.
 	out := &webhookJSON{
-		ID: w.ID, Name: w.Name, URL: w.URL, Events: w.Events, Active: w.Active,
+		ID: w.ID, Name: w.Name, URL: channel.MaskURL(w.Channel, w.URL), Events: w.Events,
+		Active: w.Active, Channel: channel.Masked(w.Channel),
 		HasSecret: w.Secret != "", Reachability: string(w.Reachability()),
 		CreatedAt: timeJSON(w.CreatedAt), UpdatedAt: timeJSON(w.UpdatedAt),
 	}
@@ -94,6 +99,16 @@ func (s *Server) createWebhook(c *gin.Context) {
 		writeError(c, notifier.Invalid("url", "%v", err))
 		return
 	}
+	var requested notifier.Channel
+	if req.Channel != nil {
+		requested = *req.Channel
+	}
+	ch, err := channel.Resolve(requested, w.URL)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	w.Channel = ch
 	if err := s.store.CreateWebhook(c.Request.Context(), w); err != nil {
 		s.fail(c, "create webhook", err)
 		return
@@ -189,6 +204,28 @@ func (s *Server) updateWebhook(c *gin.Context) {
 			writeError(c, notifier.Invalid("url", "%v", err))
 			return
 		}
+	}
+	if req.URL != nil || req.Channel != nil {
+		// The channel follows from both: resolve it again against what the
+		// webhook will be.
+		current, err := s.store.Webhook(c.Request.Context(), id)
+		if err != nil {
+			s.fail(c, "update webhook", err)
+			return
+		}
+		url, ch := current.URL, current.Channel
+		if req.URL != nil {
+			url = *req.URL
+		}
+		if req.Channel != nil {
+			ch = *req.Channel
+		}
+		resolved, err := channel.Resolve(ch, url)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		upd.Channel = &resolved
 	}
 	w, err := s.store.UpdateWebhook(c.Request.Context(), id, upd)
 	if err != nil {

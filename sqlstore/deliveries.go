@@ -190,16 +190,19 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, run_id, run, number,
 			started_at, duration_ms, url, status_code, response_headers, response_body,
-			error_class, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			error_class, error, request_body, retry_after_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (delivery_id, run_id, number) DO UPDATE SET
 			started_at = excluded.started_at, duration_ms = excluded.duration_ms,
 			url = excluded.url, status_code = excluded.status_code,
 			response_headers = excluded.response_headers,
 			response_body = excluded.response_body, error_class = excluded.error_class,
-			error = excluded.error`,
+			error = excluded.error, request_body = excluded.request_body,
+			retry_after_ms = excluded.retry_after_ms`,
 			a.DeliveryID, a.RunID, a.Run, a.Number, formatTime(a.StartedAt),
 			a.Duration.Milliseconds(), a.URL, nullInt(a.StatusCode), string(headers),
-			nullString(a.ResponseBody), nullString(a.ErrorClass), nullString(a.Error))
+			nullString(a.ResponseBody), nullString(a.ErrorClass), nullString(a.Error),
+			nullString(a.RequestBody), a.RetryAfter.Milliseconds())
 		if err != nil {
 			return err
 		}
@@ -373,8 +376,8 @@ func (s *Store) RestoreDelivery(ctx context.Context, d *notifier.Delivery) error
 // Attempts returns every attempt of a delivery, oldest first.
 func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*notifier.Attempt, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT run_id, run, number, started_at, duration_ms,
-		url, status_code, response_headers, response_body, error_class, error
-		FROM attempts WHERE delivery_id = ? ORDER BY run, number`, deliveryID)
+		url, status_code, response_headers, response_body, error_class, error, request_body,
+		retry_after_ms FROM attempts WHERE delivery_id = ? ORDER BY run, number`, deliveryID)
 	if err != nil {
 		return nil, err
 	}
@@ -387,9 +390,11 @@ func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*notifier.At
 			ms                           int64
 			code                         sql.NullInt64
 			headers, body, class, errMsg sql.NullString
+			sent                         sql.NullString
+			retryMS                      sql.NullInt64
 		)
 		err := rows.Scan(&a.RunID, &a.Run, &a.Number, &started, &ms, &a.URL, &code, &headers,
-			&body, &class, &errMsg)
+			&body, &class, &errMsg, &sent, &retryMS)
 		if err != nil {
 			return nil, err
 		}
@@ -399,6 +404,7 @@ func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*notifier.At
 		a.Duration = time.Duration(ms) * time.Millisecond
 		a.StatusCode, a.ResponseBody = int(code.Int64), body.String
 		a.ErrorClass, a.Error = class.String, errMsg.String
+		a.RequestBody, a.RetryAfter = sent.String, time.Duration(retryMS.Int64)*time.Millisecond
 		if headers.Valid && headers.String != "null" {
 			if err := json.Unmarshal([]byte(headers.String), &a.ResponseHeaders); err != nil {
 				return nil, err

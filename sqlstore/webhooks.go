@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -12,7 +13,7 @@ import (
 )
 
 const webhookColumns = `id, name, url, secret, active, ping_ok, ping_status_code,
-	ping_error, ping_duration_ms, pinged_at, created_at, updated_at`
+	ping_error, ping_duration_ms, pinged_at, created_at, updated_at, channel`
 
 // CreateWebhook stores a new webhook; w.ID, CreatedAt and UpdatedAt are set.
 func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
@@ -23,12 +24,16 @@ func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
 	if err != nil {
 		return err
 	}
+	channel, err := s.sealChannel(w.Channel, w.ID)
+	if err != nil {
+		return err
+	}
 	return s.inTx(ctx, func(tx txConn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO webhooks
-			(id, name, url, secret, active, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			(id, name, url, secret, active, created_at, updated_at, channel)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			w.ID, w.Name, w.URL, sealed, boolInt(w.Active),
-			formatTime(now), formatTime(now))
+			formatTime(now), formatTime(now), channel)
 		if err != nil {
 			return err
 		}
@@ -109,6 +114,13 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.Webh
 		}
 		sets, args = append(sets, "secret = ?"), append(args, sealed)
 	}
+	if upd.Channel != nil {
+		channel, err := s.sealChannel(*upd.Channel, id)
+		if err != nil {
+			return nil, err
+		}
+		sets, args = append(sets, "channel = ?"), append(args, channel)
+	}
 	var w *notifier.Webhook
 	err := s.inTx(ctx, func(tx txConn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET `+strings.Join(sets, ", ")+
@@ -140,24 +152,47 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	return touchedOne(res, err, "webhook", id)
 }
 
-// ResealSecrets seals every stored secret that is not sealed with the
-// current key (or not sealed at all) with it, and returns how many it
-// changed. Run it after rotating the key, with the old key still given as a
-// previous one.
+// The channel's settings may hold a routing key: they are sealed like the
+// secret, bound to the webhook and to what they are.
+func (s *Store) sealChannel(c notifier.Channel, id string) (string, error) {
+	if c.Type == "" {
+		c.Type = "generic"
+	}
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	return s.keys.Seal(string(raw), id+"/channel")
+}
+
+func (s *Store) openChannel(stored, id string) (notifier.Channel, error) {
+	var c notifier.Channel
+	raw, err := s.keys.Open(stored, id+"/channel")
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal([]byte(raw), &c)
+}
+
+// ResealSecrets seals every stored secret (and channel settings) not sealed
+// with the current key, or not sealed at all, with it, and returns how many
+// webhooks it changed. Run it after rotating the key, with the old key
+// still given as a previous one.
 func (s *Store) ResealSecrets(ctx context.Context) (int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, secret FROM webhooks WHERE secret <> ''`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, secret, channel FROM webhooks`)
 	if err != nil {
 		return 0, err
 	}
-	stale := map[string]string{}
+	type row struct{ id, secret, channel string }
+	var stale []row
 	for rows.Next() {
-		var id, stored string
-		if err := rows.Scan(&id, &stored); err != nil {
+		var r row
+		if err := rows.Scan(&r.id, &r.secret, &r.channel); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		if !s.keys.Current(stored) {
-			stale[id] = stored
+		if !s.keys.Current(r.secret) || !s.keys.Current(r.channel) {
+			stale = append(stale, r)
 		}
 	}
 	rows.Close()
@@ -165,17 +200,17 @@ func (s *Store) ResealSecrets(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for id, stored := range stale {
-		plain, err := s.keys.Open(stored, id)
+	for _, r := range stale {
+		secret, err := s.reseal(r.secret, r.id)
 		if err != nil {
-			return n, fmt.Errorf("webhook %s: %w", id, err)
+			return n, fmt.Errorf("webhook %s: %w", r.id, err)
 		}
-		sealed, err := s.keys.Seal(plain, id)
+		channel, err := s.reseal(r.channel, r.id+"/channel")
 		if err != nil {
-			return n, err
+			return n, fmt.Errorf("webhook %s: %w", r.id, err)
 		}
-		res, err := s.db.ExecContext(ctx, `UPDATE webhooks SET secret = ? WHERE id = ? AND secret = ?`,
-			sealed, id, stored)
+		res, err := s.db.ExecContext(ctx, `UPDATE webhooks SET secret = ?, channel = ?
+			WHERE id = ? AND secret = ? AND channel = ?`, secret, channel, r.id, r.secret, r.channel)
 		if err != nil {
 			return n, err
 		}
@@ -184,6 +219,14 @@ func (s *Store) ResealSecrets(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+func (s *Store) reseal(stored, context string) (string, error) {
+	plain, err := s.keys.Open(stored, context)
+	if err != nil {
+		return "", err
+	}
+	return s.keys.Seal(plain, context)
 }
 
 // SetPingResult records the result of a test ping on the webhook.
@@ -206,11 +249,15 @@ func (s *Store) scanWebhook(row scanner) (*notifier.Webhook, error) {
 		pingMS             sql.NullInt64
 		pingedAt           sql.NullString
 		created, updated   string
+		channel            string
 	)
 	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.Secret, &active, &pingOK, &pingStatus,
-		&pingError, &pingMS, &pingedAt, &created, &updated)
+		&pingError, &pingMS, &pingedAt, &created, &updated, &channel)
 	if err != nil {
 		return nil, err
+	}
+	if w.Channel, err = s.openChannel(channel, w.ID); err != nil {
+		return nil, fmt.Errorf("webhook %s: %w", w.ID, err)
 	}
 	w.Active = active != 0
 	if w.Secret, err = s.keys.Open(w.Secret, w.ID); err != nil {

@@ -70,6 +70,7 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 			NonRetryableErrorTypes: []string{
 				activities.ErrAttemptFailed,
 				activities.ErrThrottled,
+				activities.ErrRejected,
 				activities.ErrRefusedTarget,
 				activities.ErrWebhookInactive,
 				activities.ErrWebhookDeleted,
@@ -113,11 +114,13 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 		if err := d.noteFailure(ctx, attempt, err); err != nil {
 			return nil, err
 		}
-		if isType(err, activities.ErrRefusedTarget) || attempt >= in.Retry.MaximumAttempts {
+		if isType(err, activities.ErrRefusedTarget, activities.ErrRejected) ||
+			attempt >= in.Retry.MaximumAttempts {
 			return d.fail(ctx)
 		}
 
-		wait := in.Retry.Delay(attempt)
+		// The schedule's wait, or longer if the receiver asked for it.
+		wait := max(in.Retry.Delay(attempt), d.retryAfter)
 		next := workflow.Now(ctx).Add(wait)
 		d.state.Status, d.state.NextAttemptAt = notifier.DeliveryRetrying, &next
 		if attempt == 1 {
@@ -135,6 +138,8 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 type delivery struct {
 	in    DeliveryInput
 	state DeliveryState
+	// retryAfter is the wait the last failed attempt's receiver asked for.
+	retryAfter time.Duration
 }
 
 func (d *delivery) succeed(ctx workflow.Context, res *activities.DeliverResult) (*DeliveryResult, error) {
@@ -161,13 +166,13 @@ func (d *delivery) succeed(ctx workflow.Context, res *activities.DeliverResult) 
 // the workflow's failure, and logs the attempt when the activity could not
 // (its worker was lost, or the store did not answer).
 func (d *delivery) noteFailure(ctx workflow.Context, attempt int, err error) error {
-	d.state.LastError, d.state.LastStatusCode = failureReason(err), 0
+	d.state.LastError, d.state.LastStatusCode, d.retryAfter = failureReason(err), 0, 0
 	var appErr *temporal.ApplicationError
 	var failure activities.AttemptFailure
 	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&failure) == nil {
-		d.state.LastStatusCode = failure.StatusCode
+		d.state.LastStatusCode, d.retryAfter = failure.StatusCode, failure.RetryAfter
 	}
-	if isType(err, activities.ErrAttemptFailed, activities.ErrRefusedTarget) {
+	if isType(err, activities.ErrAttemptFailed, activities.ErrRefusedTarget, activities.ErrRejected) {
 		return nil
 	}
 	class := notifier.ErrClassInternal
