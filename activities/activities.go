@@ -75,24 +75,34 @@ type Activities struct {
 	Retry RetryConfig
 }
 
-// FanOutInput names the event to fan out.
+// FanOutPage is how many deliveries one FanOut result names: a page stays
+// far below Temporal's payload limits, and the workflow that starts them
+// below its limit of pending children.
+const FanOutPage = 500
+
+// FanOutInput names the event to fan out, and where the page starts.
 type FanOutInput struct {
 	EventID string
+	// After is the last delivery id of the page before, "" at first.
+	After string
 }
 
-// FanOutResult lists the deliveries to start, with their retry schedule.
+// FanOutResult is a page of deliveries to start, with their retry schedule.
 type FanOutResult struct {
 	Targets []sqlstore.Target
 	Retry   RetryConfig
+	// More says another page may follow.
+	More bool
 }
 
-// FanOut creates a delivery of the event for each subscribed, active webhook.
+// FanOut creates a delivery of the event for each subscribed, active webhook
+// (once), and returns a page of those still waiting to start.
 func (a *Activities) FanOut(ctx context.Context, in FanOutInput) (*FanOutResult, error) {
-	targets, err := a.Store.FanOut(ctx, in.EventID)
+	targets, err := a.Store.FanOut(ctx, in.EventID, in.After, FanOutPage)
 	if err != nil {
 		return nil, err
 	}
-	return &FanOutResult{Targets: targets, Retry: a.Retry}, nil
+	return &FanOutResult{Targets: targets, Retry: a.Retry, More: len(targets) == FanOutPage}, nil
 }
 
 // DeliverInput is one attempt's input. It holds no secret and no envelope:

@@ -328,7 +328,7 @@ func (f *fixture) deliveryTo(t *testing.T, url, secret string, active bool) (act
 	require.NoError(t, err)
 	_, _, err = f.store.CreateEvent(ctx, ev, body)
 	require.NoError(t, err)
-	_, err = f.store.FanOut(ctx, ev.ID)
+	_, err = f.store.FanOut(ctx, ev.ID, "", 1000)
 	require.NoError(t, err)
 	if !active {
 		_, err = f.store.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{Active: &active})

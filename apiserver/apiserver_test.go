@@ -490,7 +490,7 @@ func seedDeliveries(t *testing.T, store *sqlstore.Store, webhookID string, n int
 		require.NoError(t, err)
 		_, _, err = store.CreateEvent(ctx, ev, body)
 		require.NoError(t, err)
-		targets, err := store.FanOut(ctx, ev.ID)
+		targets, err := store.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		require.Len(t, targets, 1)
 		id := targets[0].DeliveryID

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -315,4 +316,11 @@ func (s *Server) cancelUnfinished(ctx context.Context, webhookID string) {
 			s.log.Warn("cancel delivery", "delivery_id", id, "webhook_id", webhookID, "err", err)
 		}
 	}
+}
+
+func hostOf(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Host
+	}
+	return ""
 }

@@ -93,6 +93,7 @@ var internal = mustPrefixes(
 	"203.0.113.0/24",  // documentation
 	"224.0.0.0/4",     // multicast
 	"240.0.0.0/4",     // reserved, broadcast
+	"::ffff:0:0:0/96", // IPv4-translated
 	"::/128",          // unspecified
 	"::1/128",         // loopback
 	"::/96",           // IPv4-compatible
@@ -162,6 +163,8 @@ func normalizeHost(host string) string {
 // ParseIP reads an address in any spelling a resolver might accept: the
 // usual forms, and the decimal, octal and hexadecimal IPv4 forms of
 // inet_aton ("2130706433", "0x7f.1", "017700000001"). ok is false for a name.
+// Such forms are read only to be refused: parsers disagree on them
+// ("0127.0.0.1" is 87.0.0.1 to some and 127.0.0.1 to others).
 func ParseIP(host string) (netip.Addr, bool) {
 	host = normalizeHost(host)
 	if addr, err := netip.ParseAddr(host); err == nil {
@@ -195,6 +198,17 @@ func ParseIP(host string) (netip.Addr, bool) {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
+// ambiguous reports whether host is an IPv4 address in a spelling other
+// than plain dotted decimal, which different parsers read differently.
+func ambiguous(host string) bool {
+	host = normalizeHost(host)
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	_, ok := ParseIP(host)
+	return ok
+}
+
 // CheckURL refuses, before any connection, a URL whose scheme or host the
 // policy closes: plain http unless allowed, and hosts that are internal
 // addresses in any spelling, or local names. Names that resolve to internal
@@ -208,6 +222,14 @@ func (p Policy) CheckURL(raw string) error {
 		return &RefusedError{Target: u.Scheme + "://", Reason: "only https is allowed"}
 	}
 	host := normalizeHost(u.Hostname())
+	for _, r := range host {
+		if r > 0x7f {
+			return &RefusedError{Target: host, Reason: "host names are given in ASCII (punycode for international ones)"}
+		}
+	}
+	if ambiguous(host) {
+		return &RefusedError{Target: host, Reason: "an address in an ambiguous spelling; write it as a.b.c.d"}
+	}
 	if p.AllowPrivate || p.hostAllowed(host) {
 		return nil
 	}
@@ -241,6 +263,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	host = normalizeHost(host)
+	if ambiguous(host) {
+		return nil, &RefusedError{Target: host, Reason: "an address in an ambiguous spelling; write it as a.b.c.d"}
+	}
 	nameAllowed := d.Policy.hostAllowed(host)
 
 	var addrs []netip.Addr

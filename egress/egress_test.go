@@ -37,7 +37,7 @@ var closed = []string{
 	"::", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
 	"::127.0.0.1", "::a00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "2001:db8::1",
 	"fc00::1", "fd12:3456::1", "fe80::1", "ff02::1", "100::1", "2001::1",
-	"::1%lo", "fe80::1%eth0", "::ffff:127.0.0.1%1",
+	"::1%lo", "fe80::1%eth0", "::ffff:127.0.0.1%1", "::ffff:0:127.0.0.1",
 }
 
 func TestInternal(t *testing.T) {
@@ -181,6 +181,12 @@ func TestCheckURL(t *testing.T) {
 		"https://[::1%25lo]:29002/zone", "https://[fe80::1%25eth0]/x",
 	} {
 		require.ErrorIs(t, strict.CheckURL(u), egress.ErrRefused, u)
+	}
+	for _, u := range []string{"https://0127.0.0.1/x", "https://0x5d.1/x", "https://1558271010/x",
+		"https://１２７.０.０.１/x"} {
+		require.ErrorIs(t, strict.CheckURL(u), egress.ErrRefused, u)
+		require.ErrorIs(t, egress.Policy{AllowPrivate: true}.CheckURL(u), egress.ErrRefused,
+			"%s: ambiguous even where private addresses are open", u)
 	}
 	require.NoError(t, strict.CheckURL("https://hooks.example.com/x"))
 	require.NoError(t, strict.CheckURL("https://93.184.216.34/x"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"net/url"
 	"time"
 
 	"github.com/barfinex/notifier"
@@ -76,12 +77,13 @@ func (e *StoredEvent) SameContent(other *notifier.Event) bool {
 	return err == nil && got.Type == other.Type && bytes.Equal(got.Data, other.Data)
 }
 
-// Target is a delivery waiting to be started, with what names it to a human.
+// Target is a delivery waiting to be started, with what names it to a human:
+// its webhook's name and host (never the whole URL, which may hold a token).
 type Target struct {
 	DeliveryID  string
 	WebhookID   string
 	WebhookName string
-	URL         string
+	Host        string
 }
 
 // FanOut creates a pending delivery of the event for every active webhook
@@ -89,7 +91,10 @@ type Target struct {
 // every delivery of the event that has not made an attempt yet. Run again,
 // it creates nothing and returns the deliveries still waiting to start, so
 // an event published twice never reaches a webhook created in between.
-func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
+//
+// Targets come a page at a time, by delivery id: at most limit, after the
+// id after ("" for the first page).
+func (s *Store) FanOut(ctx context.Context, eventID, after string, limit int) ([]Target, error) {
 	var targets []Target
 	err := s.inTx(ctx, func(tx txConn) error {
 		var typ string
@@ -125,7 +130,7 @@ func (s *Store) FanOut(ctx context.Context, eventID string) ([]Target, error) {
 				return err
 			}
 		}
-		targets, err = waitingTargets(ctx, tx, eventID)
+		targets, err = waitingTargets(ctx, tx, eventID, after, limit)
 		return err
 	})
 	return targets, err
@@ -137,11 +142,12 @@ func subscribedWebhooks(ctx context.Context, tx txConn, typ notifier.EventType) 
 		WHERE e.event_type = ? AND w.active = 1 ORDER BY w.id`, string(typ))
 }
 
-func waitingTargets(ctx context.Context, tx txConn, eventID string) ([]Target, error) {
+func waitingTargets(ctx context.Context, tx txConn, eventID, after string, limit int) ([]Target, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT d.id, w.id, w.name, w.url FROM deliveries d
 		JOIN webhooks w ON w.id = d.webhook_id
-		WHERE d.event_id = ? AND d.status = ? AND d.attempts = 0 ORDER BY d.id`,
-		eventID, string(notifier.DeliveryPending))
+		WHERE d.event_id = ? AND d.status = ? AND d.attempts = 0 AND d.id > ?
+		ORDER BY d.id LIMIT ?`,
+		eventID, string(notifier.DeliveryPending), after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -149,8 +155,12 @@ func waitingTargets(ctx context.Context, tx txConn, eventID string) ([]Target, e
 	var targets []Target
 	for rows.Next() {
 		var t Target
-		if err := rows.Scan(&t.DeliveryID, &t.WebhookID, &t.WebhookName, &t.URL); err != nil {
+		var rawURL string
+		if err := rows.Scan(&t.DeliveryID, &t.WebhookID, &t.WebhookName, &rawURL); err != nil {
 			return nil, err
+		}
+		if u, err := url.Parse(rawURL); err == nil {
+			t.Host = u.Host
 		}
 		targets = append(targets, t)
 	}

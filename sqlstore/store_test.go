@@ -163,7 +163,7 @@ func TestFanOut(t *testing.T) {
 		MustCreateWebhook(t, s, true, notifier.EventSignalEmitted) // other type
 		ev := MustPublish(t, s, notifier.EventOrderFilled)
 
-		targets, err := s.FanOut(ctx, ev.ID)
+		targets, err := s.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		var got []string
 		for _, tg := range targets {
@@ -172,27 +172,27 @@ func TestFanOut(t *testing.T) {
 		}
 		require.ElementsMatch(t, []string{subscribed.ID, also.ID}, got)
 
-		again, err := s.FanOut(ctx, ev.ID)
+		again, err := s.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		require.ElementsMatch(t, targets, again, "fanning out again starts nothing new")
 
 		// Once a delivery has made an attempt, fanning out again leaves it be.
 		d := targets[0]
 		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-			DeliveryID: d.DeliveryID, RunID: "run-a", Number: 1, StartedAt: time.Now(), URL: d.URL, StatusCode: 200,
+			DeliveryID: d.DeliveryID, RunID: "run-a", Number: 1, StartedAt: time.Now(), URL: "https://example.com/hook", StatusCode: 200,
 		}, sqlstore.AttemptOutcome{Status: notifier.DeliverySucceeded}))
-		again, err = s.FanOut(ctx, ev.ID)
+		again, err = s.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		require.Equal(t, []sqlstore.Target{targets[1]}, again)
 
 		// A webhook created after the fan-out gets nothing of this event, even
 		// if the event is fanned out again.
 		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-		again, err = s.FanOut(ctx, ev.ID)
+		again, err = s.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		require.Equal(t, []sqlstore.Target{targets[1]}, again)
 
-		_, err = s.FanOut(ctx, "evt_missing")
+		_, err = s.FanOut(ctx, "evt_missing", "", 1000)
 		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
 	})
 }
@@ -203,7 +203,7 @@ func TestRecordAttempt(t *testing.T) {
 		s := b.open(t)
 		w := MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
 		ev := MustPublish(t, s, notifier.EventOrderFilled)
-		targets, err := s.FanOut(ctx, ev.ID)
+		targets, err := s.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		id := targets[0].DeliveryID
 
@@ -275,7 +275,7 @@ func TestRecordAttempt_Runs(t *testing.T) {
 		s := b.open(t)
 		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
 		ev := MustPublish(t, s, notifier.EventOrderFilled)
-		targets, err := s.FanOut(ctx, ev.ID)
+		targets, err := s.FanOut(ctx, ev.ID, "", 1000)
 		require.NoError(t, err)
 		id := targets[0].DeliveryID
 		record := func(runID string, n, code int, status notifier.DeliveryStatus) {
@@ -425,7 +425,7 @@ func TestConcurrentChanges(t *testing.T) {
 		t.Run("OneReopeningWins", func(t *testing.T) {
 			MustCreateWebhook(t, s, true, notifier.EventOrderPlaced)
 			ev := MustPublish(t, s, notifier.EventOrderPlaced)
-			targets, err := s.FanOut(ctx, ev.ID)
+			targets, err := s.FanOut(ctx, ev.ID, "", 1000)
 			require.NoError(t, err)
 			id := targets[0].DeliveryID
 			require.NoError(t, s.FinishDelivery(ctx, id, "r1", notifier.DeliveryFailed, "boom"))
@@ -472,5 +472,34 @@ func TestConcurrentChanges(t *testing.T) {
 			_, err := stores[3].Webhook(ctx, w.ID)
 			require.NoError(t, err)
 		})
+	})
+}
+
+func TestFanOut_Pages(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		want := map[string]bool{}
+		for range 7 {
+			MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		}
+		ev := MustPublish(t, s, notifier.EventOrderFilled)
+		after, pages := "", 0
+		for {
+			page, err := s.FanOut(ctx, ev.ID, after, 3)
+			require.NoError(t, err)
+			pages++
+			for _, tg := range page {
+				require.False(t, want[tg.DeliveryID], "listed twice")
+				want[tg.DeliveryID] = true
+				require.Equal(t, "example.com", tg.Host, "the host, never the URL")
+			}
+			if len(page) < 3 {
+				break
+			}
+			after = page[len(page)-1].DeliveryID
+		}
+		require.Len(t, want, 7)
+		require.Equal(t, 3, pages)
 	})
 }

@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -20,16 +19,20 @@ import (
 type EventInput struct {
 	EventID   string
 	EventType notifier.EventType
+	// After is where the fan-out goes on after a continue-as-new.
+	After string
 }
 
-// EventResult lists the deliveries the event started.
+// EventResult says how many deliveries this run of the workflow started.
 type EventResult struct {
-	DeliveryIDs []string
+	Started int
 }
 
 // EventWorkflow fans a published event out: it creates a delivery for every
 // subscribed, active webhook and starts each as its own workflow, which
-// outlives this one.
+// outlives this one. It starts them a page at a time and continues as new
+// after each full page, so that any number of webhooks stays within
+// Temporal's limits on a workflow's history and pending children.
 func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
@@ -42,7 +45,9 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 	})
 
 	var fan activities.FanOutResult
-	err := workflow.ExecuteActivity(ctx, a.FanOut, activities.FanOutInput{EventID: in.EventID}).Get(ctx, &fan)
+	err := workflow.ExecuteActivity(ctx, a.FanOut, activities.FanOutInput{
+		EventID: in.EventID, After: in.After,
+	}).Get(ctx, &fan)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +58,7 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 			WorkflowID:            t.DeliveryID,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-			StaticSummary:         DeliverySummary(in.EventType, t.WebhookName, t.URL),
+			StaticSummary:         DeliverySummary(in.EventType, t.WebhookName, t.Host),
 			TypedSearchAttributes: DeliveryAttributes(t.WebhookID, in.EventID, in.EventType),
 		})
 		started[i] = workflow.ExecuteChildWorkflow(cctx, DeliveryWorkflow, DeliveryInput{
@@ -65,25 +70,24 @@ func EventWorkflow(ctx workflow.Context, in EventInput) (*EventResult, error) {
 		})
 	}
 
-	res := &EventResult{}
 	for i, f := range started {
 		err := f.GetChildWorkflowExecution().Get(ctx, nil)
 		var dup *temporal.ChildWorkflowExecutionAlreadyStartedError
 		if err != nil && !errors.As(err, &dup) {
 			return nil, fmt.Errorf("start delivery %s: %w", fan.Targets[i].DeliveryID, err)
 		}
-		res.DeliveryIDs = append(res.DeliveryIDs, fan.Targets[i].DeliveryID)
 	}
-	return res, nil
+	if fan.More {
+		next := in
+		next.After = fan.Targets[len(fan.Targets)-1].DeliveryID
+		return nil, workflow.NewContinueAsNewError(ctx, EventWorkflow, next)
+	}
+	return &EventResult{Started: len(started)}, nil
 }
 
 // DeliverySummary is the line the Web UI shows for a delivery: what goes
 // where.
-func DeliverySummary(typ notifier.EventType, webhookName, rawURL string) string {
-	host := rawURL
-	if u, err := url.Parse(rawURL); err == nil {
-		host = u.Host
-	}
+func DeliverySummary(typ notifier.EventType, webhookName, host string) string {
 	return fmt.Sprintf("%s → %s (%s)", typ, webhookName, host)
 }
 

@@ -244,8 +244,8 @@ func TestEvent_FansOutToChildDeliveries(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(workflows.DeliveryWorkflow)
 	targets := []sqlstore.Target{
-		{DeliveryID: notifier.DeliveryID("evt_1", "wh_a"), WebhookID: "wh_a", WebhookName: "a", URL: "https://a.example/h"},
-		{DeliveryID: notifier.DeliveryID("evt_1", "wh_b"), WebhookID: "wh_b", WebhookName: "b", URL: "https://b.example/h"},
+		{DeliveryID: notifier.DeliveryID("evt_1", "wh_a"), WebhookID: "wh_a", WebhookName: "a", Host: "a.example"},
+		{DeliveryID: notifier.DeliveryID("evt_1", "wh_b"), WebhookID: "wh_b", WebhookName: "b", Host: "b.example"},
 	}
 	retry := activities.DefaultRetry
 	env.OnActivity(a.FanOut, mock.Anything, activities.FanOutInput{EventID: "evt_1"}).
@@ -267,7 +267,7 @@ func TestEvent_FansOutToChildDeliveries(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res workflows.EventResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, []string{targets[0].DeliveryID, targets[1].DeliveryID}, res.DeliveryIDs)
+	require.Equal(t, 2, res.Started)
 	require.Len(t, started, 2)
 	for _, tg := range targets {
 		in := started[tg.WebhookID]
@@ -275,4 +275,27 @@ func TestEvent_FansOutToChildDeliveries(t *testing.T) {
 		require.Equal(t, "evt_1", in.EventID)
 		require.Equal(t, retry, in.Retry)
 	}
+}
+
+func TestEvent_FullPageContinuesAsNew(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(workflows.DeliveryWorkflow)
+	targets := []sqlstore.Target{
+		{DeliveryID: "dlv_a", WebhookID: "wh_a", WebhookName: "a", Host: "a.example"},
+		{DeliveryID: "dlv_b", WebhookID: "wh_b", WebhookName: "b", Host: "b.example"},
+	}
+	env.OnActivity(a.FanOut, mock.Anything, activities.FanOutInput{EventID: "evt_1", After: "dlv_x"}).
+		Return(&activities.FanOutResult{Targets: targets, Retry: activities.DefaultRetry, More: true}, nil).Once()
+	env.OnWorkflow(workflows.DeliveryWorkflow, mock.Anything, mock.Anything).
+		Return(&workflows.DeliveryResult{Status: notifier.DeliverySucceeded}, nil)
+
+	env.ExecuteWorkflow(workflows.EventWorkflow, workflows.EventInput{
+		EventID: "evt_1", EventType: notifier.EventOrderFilled, After: "dlv_x",
+	})
+
+	var cont *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &cont)
+	var next workflows.EventInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(cont.Input, &next))
+	require.Equal(t, workflows.EventInput{EventID: "evt_1", EventType: notifier.EventOrderFilled, After: "dlv_b"}, next)
 }
