@@ -8,9 +8,13 @@ ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \
 	-ldflags "-s -w -X github.com/barfinex/notifier.Version=${VERSION}" \
 	-o /out/notifier ./cmd/notifier
+# The data directory, owned by the image's non-root user, so that a fresh
+# volume mounted there is writable.
+RUN mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/notifier /usr/local/bin/notifier
+COPY --from=build --chown=65532:65532 /out/data /data
 USER nonroot:nonroot
 ENV NOTIFIER_DATA_DIR=/data
 VOLUME /data

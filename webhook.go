@@ -249,6 +249,9 @@ func validateSecret(secret string) error {
 		return Invalid("secret", "must be at most %d bytes", MaxSecretLength)
 	case !utf8.ValidString(secret):
 		return Invalid("secret", "must be valid UTF-8")
+	case strings.HasPrefix(secret, "sealed:"):
+		// The store marks secrets it sealed that way.
+		return Invalid("secret", "must not begin with \"sealed:\"")
 	}
 	return nil
 }

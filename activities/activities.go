@@ -303,7 +303,7 @@ func (a *Activities) send(ctx context.Context, w *notifier.Webhook, typ notifier
 		if attempt > 0 {
 			headers.Set("X-Barfinex-Attempt", strconv.Itoa(attempt))
 		}
-		att := a.Sender.Post(ctx, Request{URL: req.URL, Body: req.Body, Headers: headers})
+		att := a.Sender.Post(ctx, Request{URL: req.URL, Body: req.Body, Headers: headers, Unbounded: attempt == 0})
 		att.URL = channel.MaskURL(ch, req.URL)
 		if ch.Type != channel.Generic {
 			att.RequestBody = string(req.Body)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -450,4 +452,77 @@ func TestDeliver_PanicIsAFailedAttempt(t *testing.T) {
 
 	_, err = f.env.ExecuteActivity(f.acts.Deliver, in)
 	require.NoError(t, err, "the next attempt runs as usual")
+}
+
+func TestDeliver_ThroughChannel(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+
+	t.Run("SlackGetsItsFormatSigned", func(t *testing.T) {
+		var got []byte
+		var sig string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, _ = io.ReadAll(r.Body)
+			sig = r.Header.Get("X-Barfinex-Signature")
+			_, _ = io.WriteString(w, "ok")
+		}))
+		defer srv.Close()
+		in, envelope := f.deliveryTo(t, srv.URL+"/services/T1/B1/secrettoken", "k", true)
+		slack := notifier.Channel{Type: "slack"}
+		_, err := f.store.UpdateWebhook(ctx, in.WebhookID, &notifier.WebhookUpdate{Channel: &slack})
+		require.NoError(t, err)
+
+		_, err = f.env.ExecuteActivity(f.acts.Deliver, in)
+		require.NoError(t, err)
+		require.NotEqual(t, envelope, got)
+		require.Contains(t, string(got), `"blocks"`)
+		require.True(t, notifier.VerifySignature("k", got, sig), "the signature covers the body sent")
+		atts, err := f.store.Attempts(ctx, in.DeliveryID)
+		require.NoError(t, err)
+		require.Equal(t, string(got), atts[0].RequestBody)
+		require.NotContains(t, atts[0].URL, "secrettoken", "the log masks the token in the URL")
+	})
+
+	t.Run("TelegramFallsBackToPlainText", func(t *testing.T) {
+		var bodies []map[string]any
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var m map[string]any
+			_ = json.NewDecoder(r.Body).Decode(&m)
+			bodies = append(bodies, m)
+			if m["parse_mode"] == "HTML" {
+				w.WriteHeader(400)
+				_, _ = io.WriteString(w, `{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities: x"}`)
+				return
+			}
+			_, _ = io.WriteString(w, `{"ok":true,"result":{}}`)
+		}))
+		defer srv.Close()
+		in, _ := f.deliveryTo(t, srv.URL+"/bot1:x/sendMessage", "", true)
+		tg := notifier.Channel{Type: "telegram", ChatID: "42", ParseMode: "HTML"}
+		_, err := f.store.UpdateWebhook(ctx, in.WebhookID, &notifier.WebhookUpdate{Channel: &tg})
+		require.NoError(t, err)
+
+		_, err = f.env.ExecuteActivity(f.acts.Deliver, in)
+		require.NoError(t, err)
+		require.Len(t, bodies, 2)
+		require.NotContains(t, bodies[1], "parse_mode")
+	})
+
+	t.Run("RateLimitWaitIsLogged", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "20")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}))
+		defer srv.Close()
+		in, _ := f.deliveryTo(t, srv.URL, "", true)
+		_, err := f.env.ExecuteActivity(f.acts.Deliver, in)
+		var appErr *temporal.ApplicationError
+		require.ErrorAs(t, err, &appErr)
+		var failure activities.AttemptFailure
+		require.NoError(t, appErr.Details(&failure))
+		require.Equal(t, 20*time.Second, failure.RetryAfter)
+		d, err := f.store.Delivery(ctx, in.DeliveryID)
+		require.NoError(t, err)
+		require.WithinDuration(t, time.Now().Add(20*time.Second), *d.NextAttemptAt, 5*time.Second)
+	})
 }

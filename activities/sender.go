@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -55,6 +57,7 @@ type SenderOptions struct {
 type Sender struct {
 	client     *http.Client
 	policy     egress.Policy
+	resolver   egress.Resolver
 	maxPerHost int
 
 	mu       sync.Mutex
@@ -93,6 +96,7 @@ func NewSender(opts SenderOptions) *Sender {
 			},
 		},
 		policy:     opts.Policy,
+		resolver:   opts.Resolver,
 		maxPerHost: opts.MaxPerHost,
 		inFlight:   map[string]int{},
 	}
@@ -122,6 +126,33 @@ type Request struct {
 	URL     string
 	Body    []byte
 	Headers http.Header
+	// Unbounded exempts the request from the per-host bound: a test ping,
+	// asked for by a person, is not held back by deliveries.
+	Unbounded bool
+}
+
+// hostKey names the receiver a request goes to for the per-host bound: its
+// first address and port, so that spellings of one host (a name, its
+// address, another case) share one bound.
+func (s *Sender) hostKey(ctx context.Context, u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return netip.AddrPortFrom(ip.WithZone("").Unmap(), 0).Addr().String() + ":" + port
+	}
+	r := s.resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if addrs, err := r.LookupNetIP(lctx, "ip", host); err == nil && len(addrs) > 0 {
+		return addrs[0].Unmap().String() + ":" + port
+	}
+	return host + ":" + port
 }
 
 // Post makes one attempt and describes it. It never returns an error: a
@@ -143,16 +174,24 @@ func (s *Sender) Post(ctx context.Context, r Request) *notifier.Attempt {
 	if err != nil {
 		return fail(notifier.ErrClassInternal, "build request: "+err.Error())
 	}
-	if !s.acquire(req.URL.Host) {
-		return fail(notifier.ErrClassThrottled,
-			fmt.Sprintf("%d attempts already in flight to %s", s.maxPerHost, req.URL.Host))
+	if !r.Unbounded {
+		key := s.hostKey(ctx, req.URL)
+		if !s.acquire(key) {
+			return fail(notifier.ErrClassThrottled,
+				fmt.Sprintf("%d attempts already in flight to %s", s.maxPerHost, req.URL.Host))
+		}
+		defer s.release(key)
 	}
-	defer s.release(req.URL.Host)
 	req.Header = r.Headers.Clone()
 	req.ContentLength = int64(len(r.Body))
 
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// Not the URL: a channel's URL is its credential.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			return fail(classify(err), "post: "+uerr.Err.Error())
+		}
 		return fail(classify(err), err.Error())
 	}
 	// Whatever the answer, the connection is closed by the deadline: a

@@ -389,7 +389,7 @@ func TestPublishEvent(t *testing.T) {
 		{"ErrID", `{"id":"has space","type":"order.filled","data":{}}`, "invalid_argument", "id", 400},
 		{"ErrUnknownField", `{"type":"order.filled","data":{},"priority":1}`, "invalid_argument", "priority", 400},
 		{"ErrBadJSON", `{"type":`, "invalid_argument", "body", 400},
-		{"ErrSchemaRequired", `{"type":"signal.emitted","data":{"symbol":"BTCUSDT","direction":"LONG"}}`, "invalid_argument", "data", 400},
+		{"ErrSchemaRequired", `{"type":"signal.emitted","data":{"symbol":"BTCUSDT","direction":"LONG"}}`, "invalid_argument", "data.strategy", 400},
 		{"ErrSchemaType", `{"type":"signal.emitted","data":{"strategy":"m","symbol":"BTCUSDT","direction":"LONG","score":"high"}}`, "invalid_argument", "data.score", 400},
 		{"ErrSchemaEnum", `{"type":"signal.emitted","data":{"strategy":"m","symbol":"BTCUSDT","direction":"UP"}}`, "invalid_argument", "data.direction", 400},
 		{"ErrDataTooLarge", `{"type":"order.filled","data":{"x":"` + strings.Repeat("y", 2000) + `"}}`, "payload_too_large", "", 413},
@@ -604,9 +604,11 @@ func TestListDeliveries(t *testing.T) {
 		r := a.do("GET", "/v1/webhooks/wh_aaaaaaaaaaaaaaaaaaaaaaaaaa/deliveries", "")
 		require.Equal(t, http.StatusNotFound, r.status)
 	})
-	t.Run("RetryConflictWhilePending", func(t *testing.T) {
+	t.Run("RetryPendingWithoutWorkflow", func(t *testing.T) {
+		// Pending in the store with no workflow behind it: stranded, so it
+		// may be started again.
 		r := a.do("POST", "/v1/deliveries/"+byStatus["pending"][0]+"/retry", "")
-		require.Equal(t, http.StatusConflict, r.status, r.raw)
+		require.Equal(t, http.StatusAccepted, r.status, r.raw)
 	})
 	t.Run("RetryConflictSucceeded", func(t *testing.T) {
 		r := a.do("POST", "/v1/deliveries/"+byStatus["succeeded"][0]+"/retry", "")
@@ -619,4 +621,36 @@ func TestListDeliveries(t *testing.T) {
 			require.Equal(t, http.StatusNotFound, a.do("POST", "/v1/deliveries/"+id+"/retry", "").status)
 		}
 	})
+}
+
+func TestWebhookChannel(t *testing.T) {
+	a := newAPI(t)
+	pd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer pd.Close()
+
+	r := a.do("POST", "/v1/webhooks", `{"name":"pd","url":"`+pd.URL+`/v2/enqueue","events":["service.down"],`+
+		`"channel":{"type":"pagerduty"}}`)
+	require.Equal(t, http.StatusBadRequest, r.status, r.raw)
+	require.Equal(t, "channel.routing_key", r.errorField())
+
+	key := "R0UT1NGKEY0123456789abcdefghijkl"
+	r = a.do("POST", "/v1/webhooks", `{"name":"pd","url":"`+pd.URL+`/v2/enqueue?routing_key=`+key+`",`+
+		`"events":["service.down"],"channel":{"type":"pagerduty","severity":"critical"}}`)
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	require.NotContains(t, r.raw, key, "the routing key is never returned in full")
+	ch := r.body["channel"].(map[string]any)
+	require.Equal(t, "pagerduty", ch["type"])
+	require.Equal(t, "critical", ch["severity"])
+	require.Equal(t, true, r.body["ping"].(map[string]any)["ok"], "PagerDuty's 202 is success")
+
+	r = a.do("POST", "/v1/webhooks", `{"name":"x","url":"https://hooks.example.com/x","events":["order.filled"],`+
+		`"channel":{"type":"sms"}}`)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, "channel.type", r.errorField())
+
+	r = a.do("POST", "/v1/webhooks", `{"name":"x","url":"`+pd.URL+`/generic","events":["order.filled"]}`)
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	require.Equal(t, "generic", r.body["channel"].(map[string]any)["type"], "auto picks generic for other hosts")
 }

@@ -212,13 +212,18 @@ func (s *Server) getDelivery(c *gin.Context) {
 func (s *Server) liveState(ctx context.Context, id string) *liveJSON {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	val, err := s.temporal.QueryWorkflow(ctx, id, "", workflows.StateQuery)
-	if err != nil {
+	resp, err := s.temporal.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+		WorkflowID: id,
+		QueryType:  workflows.StateQuery,
+		// A closed run's state is history, not live.
+		QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
+	})
+	if err != nil || resp.QueryRejected != nil {
 		s.log.Debug("query delivery state", "delivery_id", id, "err", err)
 		return nil
 	}
 	var st workflows.DeliveryState
-	if err := val.Get(&st); err != nil {
+	if err := resp.QueryResult.Get(&st); err != nil {
 		s.log.Warn("decode delivery state", "delivery_id", id, "err", err)
 		return nil
 	}
@@ -256,7 +261,10 @@ func (s *Server) retryDelivery(c *gin.Context) {
 		s.fail(c, "retry delivery", err)
 		return
 	}
-	before, err := s.store.ReopenDelivery(ctx, id)
+	// A delivery the store shows unfinished but whose workflow has ended
+	// (terminated by an operator, say) is stranded: it may be retried.
+	stranded := !d.Status.Final() && !s.running(ctx, id)
+	before, err := s.store.ReopenDelivery(ctx, id, stranded)
 	if err != nil {
 		s.fail(c, "retry delivery", err)
 		return
@@ -271,7 +279,7 @@ func (s *Server) retryDelivery(c *gin.Context) {
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// A run already under way is an error, not a handle to it.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            "retry: " + workflows.DeliverySummary(d.EventType, w.Name, w.URL),
+		StaticSummary:                            "retry: " + workflows.DeliverySummary(d.EventType, w.Name, hostOf(w.URL)),
 		TypedSearchAttributes:                    workflows.DeliveryAttributes(w.ID, d.EventID, d.EventType),
 	}, workflows.DeliveryWorkflow, workflows.DeliveryInput{
 		DeliveryID: id, EventID: d.EventID, EventType: d.EventType, WebhookID: w.ID,
@@ -297,6 +305,20 @@ func (s *Server) retryDelivery(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusAccepted, toDeliveryJSON(d))
+}
+
+// running reports whether the delivery's workflow has a run under way. When
+// Temporal cannot tell, it says yes, the safe answer for a retry.
+func (s *Server) running(ctx context.Context, id string) bool {
+	desc, err := s.temporal.DescribeWorkflow(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return false
+	case err != nil:
+		return true
+	}
+	return desc.RawResponse.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // cancelUnfinished cancels the running deliveries of a webhook that was

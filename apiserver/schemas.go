@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/barfinex/notifier"
 )
@@ -54,6 +55,10 @@ func (s schemas) validate(typ notifier.EventType, data json.RawMessage) error {
 	}
 	unit := firstLeaf(*verr.BasicOutput())
 	field := "data" + strings.ReplaceAll(unit.InstanceLocation, "/", ".")
+	if req, ok := unit.Error.Kind.(*kind.Required); ok && len(req.Missing) > 0 {
+		// Name the missing field itself, not the object that lacks it.
+		return notifier.Invalid(field+"."+req.Missing[0], "is required (see the %s schema in GET /v1/event-types)", typ)
+	}
 	return notifier.Invalid(field, "%s (see the %s schema in GET /v1/event-types)", unit.Error, typ)
 }
 

@@ -219,7 +219,8 @@ func (p Policy) CheckURL(raw string) error {
 		return err
 	}
 	if u.Scheme != "https" && !p.AllowPrivate {
-		return &RefusedError{Target: u.Scheme + "://", Reason: "only https is allowed"}
+		return fmt.Errorf("%w: plain %s is refused; use https (NOTIFIER_ALLOW_PRIVATE_URLS=true allows http, for development)",
+			ErrRefused, u.Scheme)
 	}
 	host := normalizeHost(u.Hostname())
 	for _, r := range host {

@@ -17,8 +17,11 @@ import (
 // backend is one database a test runs against: a fresh SQLite file, or a
 // fresh schema in the PostgreSQL that NOTIFIER_TEST_POSTGRES_URL names.
 type backend struct {
-	name      string
+	name string
+	// open opens the backend's database, failing the test on an error;
+	// tryOpen returns the error.
 	open      func(tb testing.TB, opts ...sqlstore.Option) *sqlstore.Store
+	tryOpen   func(opts ...sqlstore.Option) error
 	rawSecret func(tb testing.TB, webhookID string) string
 }
 
@@ -40,6 +43,13 @@ func sqliteBackend(t *testing.T) *backend {
 			tb.Cleanup(func() { s.Close() })
 			return s
 		},
+		tryOpen: func(opts ...sqlstore.Option) error {
+			s, err := sqlstore.OpenSQLite(context.Background(), path, opts...)
+			if err == nil {
+				s.Close()
+			}
+			return err
+		},
 		rawSecret: func(tb testing.TB, id string) string {
 			return rawSecret(tb, "sqlite", path, "SELECT secret FROM webhooks WHERE id = ?", id)
 		},
@@ -55,6 +65,13 @@ func postgresBackend(t *testing.T) *backend {
 			require.NoError(tb, err)
 			tb.Cleanup(func() { s.Close() })
 			return s
+		},
+		tryOpen: func(opts ...sqlstore.Option) error {
+			s, err := sqlstore.OpenPostgres(context.Background(), dsn, sqlstore.PoolConfig{}, opts...)
+			if err == nil {
+				s.Close()
+			}
+			return err
 		},
 		rawSecret: func(tb testing.TB, id string) string {
 			return rawSecret(tb, "pgx", dsn, "SELECT secret FROM webhooks WHERE id = $1", id)

@@ -222,27 +222,33 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 		if err != nil {
 			return err
 		}
-		// A success is final; so is a failure or cancellation, for the run
-		// that ended with it: a late answer from that run cannot reopen it.
+		// Only the latest run sets the status. Within it, an end (success,
+		// failure, cancellation) stays, but a late success wins: the
+		// receiver did take the event.
 		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_status_code = ?,
-			last_error = ?, next_attempt_at = ?, completed_at = ?, run_id = ?
-			WHERE id = ? AND status <> ? AND NOT (status IN (?, ?) AND run_id = ?)`,
+			last_error = ?, next_attempt_at = ?, completed_at = ?, run_id = ?, run = ?
+			WHERE id = ? AND (run < ? OR (run = ? AND (status NOT IN (?, ?, ?) OR ? = ?)))`,
 			string(out.Status), nullInt(a.StatusCode), nullString(a.Error),
-			nullTime(out.NextAttemptAt), nullTime(completed), a.RunID,
-			a.DeliveryID, string(notifier.DeliverySucceeded),
-			string(notifier.DeliveryFailed), string(notifier.DeliveryCanceled), a.RunID)
+			nullTime(out.NextAttemptAt), nullTime(completed), a.RunID, a.Run,
+			a.DeliveryID, a.Run, a.Run,
+			string(notifier.DeliverySucceeded), string(notifier.DeliveryFailed),
+			string(notifier.DeliveryCanceled), string(out.Status), string(notifier.DeliverySucceeded))
 		return err
 	})
 }
 
 // FinishDelivery marks a delivery failed or canceled by the workflow run
-// runID, with the reason. A delivery that succeeded stays succeeded.
+// runID, with the reason. A success within the same or a later run stays.
 func (s *Store) FinishDelivery(ctx context.Context, id, runID string, status notifier.DeliveryStatus, reason string) error {
 	now := formatTime(s.clock())
+	// The run's number: that of its attempts, or the next one if it made none.
 	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_error = ?,
-		next_attempt_at = NULL, completed_at = ?, updated_at = ?, run_id = ?
-		WHERE id = ? AND status <> ?`,
-		string(status), nullString(reason), now, now, runID, id, string(notifier.DeliverySucceeded))
+		next_attempt_at = NULL, completed_at = ?, updated_at = ?, run_id = ?,
+		run = COALESCE((SELECT MAX(a.run) FROM attempts a WHERE a.delivery_id = ? AND a.run_id = ?), run)
+		WHERE id = ? AND (status <> ? OR run < COALESCE(
+			(SELECT MAX(a.run) FROM attempts a WHERE a.delivery_id = ? AND a.run_id = ?), 0))`,
+		string(status), nullString(reason), now, now, runID, id, runID,
+		id, string(notifier.DeliverySucceeded), id, runID)
 	return err
 }
 
@@ -346,13 +352,16 @@ func (s *Store) UnfinishedDeliveries(ctx context.Context, webhookID string) ([]s
 // ReopenDelivery marks a failed or canceled delivery pending again, for a
 // new run, and returns it as it was before. Any other delivery is a
 // conflict: one that succeeded needs no retry, and one that is pending or
-// retrying is still running. Of two reopenings at once, one wins.
-func (s *Store) ReopenDelivery(ctx context.Context, id string) (*notifier.Delivery, error) {
+// retrying is still running, unless stranded says its workflow has ended
+// without finishing it. Of two reopenings at once, one wins.
+func (s *Store) ReopenDelivery(ctx context.Context, id string, stranded bool) (*notifier.Delivery, error) {
 	before, err := s.Delivery(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if before.Status != notifier.DeliveryFailed && before.Status != notifier.DeliveryCanceled {
+	reopenable := before.Status == notifier.DeliveryFailed || before.Status == notifier.DeliveryCanceled ||
+		(stranded && !before.Status.Final())
+	if !reopenable {
 		return nil, notifier.Errorf(notifier.ECONFLICT,
 			"delivery %s is %s; only a failed or canceled delivery can be retried", id, before.Status)
 	}

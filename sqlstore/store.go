@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -57,6 +58,11 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
+	// The file holds secrets: readable by its owner alone.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		f.Close()
+		_ = os.Chmod(path, 0o600)
+	}
 	unlock, err := lockFile(path + ".migrate-lock")
 	if err != nil {
 		db.Close()
@@ -112,7 +118,35 @@ func open(ctx context.Context, c conn, dialect goose.Dialect, opts []Option) (*S
 		c.Close()
 		return nil, err
 	}
+	if err := s.checkKeys(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// checkKeys refuses to open a store whose sealed secrets the configured
+// keys cannot open: better not to start than to fail every delivery.
+func (s *Store) checkKeys(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, secret, channel FROM webhooks
+		WHERE secret LIKE 'sealed:%' OR channel LIKE 'sealed:%'`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, secret, channel string
+		if err := rows.Scan(&id, &secret, &channel); err != nil {
+			return err
+		}
+		_, err1 := s.keys.Open(secret, id)
+		_, err2 := s.keys.Open(channel, id+"/channel")
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("webhook %s: %w (set NOTIFIER_SECRET_KEY to the key that sealed it, "+
+				"or list that key in NOTIFIER_SECRET_KEY_PREVIOUS)", id, err)
+		}
+	}
+	return rows.Err()
 }
 
 func (s *Store) migrate(ctx context.Context, dialect goose.Dialect) error {

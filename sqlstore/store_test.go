@@ -298,10 +298,10 @@ func TestRecordAttempt_Runs(t *testing.T) {
 		})
 
 		t.Run("ReopenOnlyFinished", func(t *testing.T) {
-			before, err := s.ReopenDelivery(ctx, id)
+			before, err := s.ReopenDelivery(ctx, id, false)
 			require.NoError(t, err)
 			require.Equal(t, notifier.DeliveryFailed, before.Status)
-			_, err = s.ReopenDelivery(ctx, id)
+			_, err = s.ReopenDelivery(ctx, id, false)
 			require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a pending delivery cannot be reopened")
 			require.NoError(t, s.RestoreDelivery(ctx, before))
 			d, err := s.Delivery(ctx, id)
@@ -327,7 +327,7 @@ func TestRecordAttempt_Runs(t *testing.T) {
 		require.Equal(t, 5, d.Attempts)
 		require.Equal(t, notifier.DeliverySucceeded, d.Status)
 
-		_, err = s.ReopenDelivery(ctx, id)
+		_, err = s.ReopenDelivery(ctx, id, false)
 		require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err), "a delivery that succeeded is not retried")
 
 		record("second", 2, 200, notifier.DeliverySucceeded) // a duplicate after the success
@@ -376,6 +376,11 @@ func TestSecretsSealed(t *testing.T) {
 
 		newOnly, err := secrets.NewKeyring(newKey)
 		require.NoError(t, err)
+		require.ErrorIs(t, b.tryOpen(), secrets.ErrNoKey, "sealed secrets and no key: refuse to start")
+		wrong, err := secrets.NewKeyring(bytes.Repeat([]byte{3}, 32))
+		require.NoError(t, err)
+		require.ErrorIs(t, b.tryOpen(sqlstore.WithKeyring(wrong)), secrets.ErrNoKey)
+
 		s = b.open(t, sqlstore.WithKeyring(newOnly))
 		for _, id := range []string{w.ID, early.ID} {
 			got, err := s.Webhook(ctx, id)
@@ -435,7 +440,7 @@ func TestConcurrentChanges(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, err := s.ReopenDelivery(ctx, id)
+					_, err := s.ReopenDelivery(ctx, id, false)
 					if err != nil {
 						require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(err))
 					}
@@ -501,5 +506,44 @@ func TestFanOut_Pages(t *testing.T) {
 		}
 		require.Len(t, want, 7)
 		require.Equal(t, 3, pages)
+	})
+}
+
+func TestStatus_LatestRunDecides(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		s := b.open(t)
+		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+		ev := MustPublish(t, s, notifier.EventOrderFilled)
+		targets, err := s.FanOut(ctx, ev.ID, "", 1000)
+		require.NoError(t, err)
+		id := targets[0].DeliveryID
+		record := func(runID string, n, code int, status notifier.DeliveryStatus) {
+			t.Helper()
+			require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{DeliveryID: id, RunID: runID,
+				Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code},
+				sqlstore.AttemptOutcome{Status: status}))
+		}
+		status := func() notifier.DeliveryStatus {
+			d, err := s.Delivery(ctx, id)
+			require.NoError(t, err)
+			return d.Status
+		}
+
+		// Canceled while an attempt was under way, which then succeeded:
+		// the receiver has the event, and the delivery says so.
+		require.NoError(t, s.FinishDelivery(ctx, id, "one", notifier.DeliveryCanceled, "canceled"))
+		record("one", 1, 200, notifier.DeliverySucceeded)
+		require.Equal(t, notifier.DeliverySucceeded, status())
+
+		// A later run (a Reset) that fails is what the delivery now is.
+		record("two", 1, 500, notifier.DeliveryRetrying)
+		require.Equal(t, notifier.DeliveryRetrying, status())
+		require.NoError(t, s.FinishDelivery(ctx, id, "two", notifier.DeliveryFailed, "boom"))
+		require.Equal(t, notifier.DeliveryFailed, status())
+
+		// An answer from the older run changes nothing.
+		record("one", 2, 200, notifier.DeliverySucceeded)
+		require.Equal(t, notifier.DeliveryFailed, status())
 	})
 }

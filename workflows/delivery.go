@@ -41,6 +41,10 @@ type DeliveryState struct {
 	NextAttemptAt  *time.Time
 }
 
+// maxThrottled bounds the waits for a busy host before an attempt counts as
+// failed, which keeps a delivery's history bounded.
+const maxThrottled = 30
+
 // ErrDeliveryFailed is the type of the error a delivery workflow fails with
 // when every attempt failed.
 const ErrDeliveryFailed = "DeliveryFailed"
@@ -98,7 +102,7 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 			return d.cancel(ctx)
 		case isType(err, activities.ErrWebhookInactive, activities.ErrWebhookDeleted):
 			return d.cancel(ctx)
-		case isType(err, activities.ErrThrottled):
+		case isType(err, activities.ErrThrottled) && throttled < maxThrottled:
 			// Not an attempt: the receiver's host is busy with others. Wait
 			// a little, longer each time, and make the same attempt again.
 			throttled++
@@ -177,8 +181,11 @@ func (d *delivery) noteFailure(ctx workflow.Context, attempt int, err error) err
 	}
 	class := notifier.ErrClassInternal
 	var timeout *temporal.TimeoutError
-	if errors.As(err, &timeout) {
+	switch {
+	case errors.As(err, &timeout):
 		class = notifier.ErrClassTimeout
+	case isType(err, activities.ErrThrottled):
+		class = notifier.ErrClassThrottled
 	}
 	in := activities.RecordAttemptInput{
 		Attempt: &notifier.Attempt{

@@ -299,3 +299,42 @@ func TestEvent_FullPageContinuesAsNew(t *testing.T) {
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(cont.Input, &next))
 	require.Equal(t, workflows.EventInput{EventID: "evt_1", EventType: notifier.EventOrderFilled, After: "dlv_b"}, next)
 }
+
+func TestDelivery_RetryAfterIsHonoured(t *testing.T) {
+	env := newEnv(t)
+	var calls []time.Time
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls = append(calls, env.Now())
+			if in.Attempt == 1 {
+				return nil, temporal.NewNonRetryableApplicationError("deliver: Slack answered 429",
+					activities.ErrAttemptFailed, nil, activities.AttemptFailure{
+						StatusCode: 429, ErrorClass: notifier.ErrClassHTTPStatus, RetryAfter: 20 * time.Second,
+					})
+			}
+			return succeeded(in), nil
+		})
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, calls, 2)
+	require.Equal(t, 20*time.Second, calls[1].Sub(calls[0]), "the receiver's 20 s, not the schedule's 10 s")
+}
+
+func TestDelivery_RejectedIsNotRetried(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.DeliverInput) (*activities.DeliverResult, error) {
+			calls++
+			return nil, temporal.NewNonRetryableApplicationError("deliver: Slack answered 400",
+				activities.ErrRejected, nil, activities.AttemptFailure{StatusCode: 400})
+		})
+	env.OnActivity(a.FinishDelivery, mock.Anything, mock.Anything).Return("deliver: Slack answered 400", nil).Once()
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.Error(t, env.GetWorkflowError())
+	require.Equal(t, 1, calls)
+}

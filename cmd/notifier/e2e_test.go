@@ -750,3 +750,24 @@ func TestEndToEnd_ReplicasOnPostgres(t *testing.T) {
 	require.Equal(t, "renamed", w.Name)
 	require.Equal(t, []string{"order.placed"}, w.Events)
 }
+
+// A delivery whose workflow an operator terminated while it waited is not
+// left stranded: the API no longer reports it live, and retries it.
+func TestEndToEnd_TerminatedDeliveryCanBeRetried(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "1m"})
+	r := testenv.NewReceiver(t, 200, 500, 200)
+	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventOrderPlaced)
+	ev := s.publish(map[string]any{"type": "order.placed", "data": map[string]any{"symbol": "BTCUSDT"}})
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	s.waitStatus(deliveryID, "retrying")
+	require.Equal(t, http.StatusConflict, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, nil),
+		"a delivery still running is not retried")
+	require.NoError(t, devServer.Client().TerminateWorkflow(context.Background(), deliveryID, "", "operator"))
+
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
+	require.Nil(t, d.Live, "a terminated run is not live")
+	require.Equal(t, http.StatusAccepted, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, nil))
+	d = s.waitStatus(deliveryID, "succeeded")
+	require.Equal(t, 2, d.Runs)
+}
