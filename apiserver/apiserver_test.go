@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +47,7 @@ type api struct {
 	t     *testing.T
 	url   string
 	store *sqlstore.Store
-	logs  *syncWriter
+	logs  *testenv.SyncBuffer
 }
 
 // newAPI serves the API over a fresh store, with a worker of its own. It
@@ -73,7 +72,7 @@ func newAPIWith(t *testing.T, policy egress.Policy, tc client.Client) *api {
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
-	logs := &syncWriter{b: &strings.Builder{}}
+	logs := &testenv.SyncBuffer{}
 	srv, err := apiserver.New(store, tc, apiserver.Config{
 		Token:         token,
 		URLPolicy:     notifier.URLPolicy{AllowHTTP: policy.AllowPrivate},
@@ -85,24 +84,6 @@ func newAPIWith(t *testing.T, policy egress.Policy, tc client.Client) *api {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &api{t: t, url: ts.URL, store: store, logs: logs}
-}
-
-// syncWriter lets the server's goroutines log into one buffer.
-type syncWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 type response struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/apiserver"
 	"github.com/barfinex/notifier/egress"
+	"github.com/barfinex/notifier/internal/testenv"
 	"github.com/barfinex/notifier/sqlstore"
 )
 
@@ -103,8 +104,7 @@ func FuzzCreateWebhook(f *testing.F) {
 }
 
 func TestHandlerPanicIsA500WithoutInternals(t *testing.T) {
-	var logs syncWriter
-	logs.b = &strings.Builder{}
+	var logs testenv.SyncBuffer
 	srv, err := apiserver.New(nil, devServer.Client(), apiserver.Config{Token: token},
 		slog.New(slog.NewJSONHandler(&logs, nil)))
 	require.NoError(t, err)

@@ -83,25 +83,8 @@ type stack struct {
 	done    chan error
 	stopped bool
 	// logs holds what the process logged; answers every API answer's body.
-	logs    syncBuffer
-	answers syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    testenv.SyncBuffer
+	answers testenv.SyncBuffer
 }
 
 func freeAddr(t *testing.T) string {

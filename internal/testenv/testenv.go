@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -201,6 +202,26 @@ func (r *Receiver) WaitFor(tb testing.TB, eventID string, n int, timeout time.Du
 			return nil
 		}
 	}
+}
+
+// SyncBuffer is a buffer that goroutines may write to at once, for logs.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // quietLogger drops the SDK client's logs, which would drown test output.
