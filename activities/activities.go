@@ -16,6 +16,7 @@ import (
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/channel"
+	"github.com/barfinex/notifier/metrics"
 	"github.com/barfinex/notifier/sqlstore"
 )
 
@@ -178,6 +179,12 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	if recErr != nil {
 		logger.Error("record attempt", "delivery_id", in.DeliveryID, "attempt", in.Attempt, "err", recErr)
 	}
+	outcome := att.ErrorClass
+	if att.OK() {
+		outcome = "ok"
+	}
+	metrics.Attempts.WithLabelValues(outcome).Inc()
+	metrics.AttemptSeconds.Observe(att.Duration.Seconds())
 	logger.Info("delivery attempt", "delivery_id", in.DeliveryID, "webhook_id", in.WebhookID,
 		"event_id", in.EventID, "attempt", in.Attempt, "status_code", att.StatusCode,
 		"error_class", att.ErrorClass)

@@ -151,6 +151,15 @@ func TestAuth(t *testing.T) {
 	t.Run("SchemeIsCaseInsensitive", func(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.doAuth("GET", "/v1/webhooks", "", "bearer "+token).status)
 	})
+	t.Run("Metrics", func(t *testing.T) {
+		a.doAuth("GET", "/v1/webhooks", "", "Bearer "+token)
+		req, err := http.Get(a.url + "/metrics")
+		require.NoError(t, err)
+		defer req.Body.Close()
+		body, _ := io.ReadAll(req.Body)
+		require.Equal(t, http.StatusOK, req.StatusCode)
+		require.Contains(t, string(body), `notifier_http_requests_total{method="GET",route="/v1/webhooks",status="200"}`)
+	})
 	t.Run("HealthNeedsNoToken", func(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.doAuth("GET", "/healthz", "", "").status)
 		r := a.doAuth("GET", "/readyz", "", "")

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/metrics"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -98,6 +99,7 @@ func (s *Server) publishEvent(c *gin.Context) {
 		return
 	}
 	if created {
+		metrics.EventsPublished.WithLabelValues(string(stored.Type)).Inc()
 		s.log.Info("event published", "event_id", stored.ID, "event_type", string(stored.Type))
 	}
 	c.JSON(http.StatusAccepted, gin.H{

@@ -7,15 +7,18 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/egress"
+	"github.com/barfinex/notifier/metrics"
 	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
@@ -95,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
 
 	v1 := r.Group("/v1", s.authenticate)
 	v1.POST("/webhooks", s.createWebhook)
@@ -127,7 +131,12 @@ func (s *Server) authenticate(c *gin.Context) {
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	s.log.Info("http request", "method", c.Request.Method, "path", c.FullPath(),
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	metrics.HTTPRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
+	s.log.Info("http request", "method", c.Request.Method, "path", route,
 		"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
 }
 
