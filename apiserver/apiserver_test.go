@@ -232,6 +232,8 @@ func TestCreateWebhook(t *testing.T) {
 		{"ErrSecretNotUTF8", "{\"name\":\"x\",\"url\":\"https://e.com/h\",\"events\":[\"order.filled\"],\"secret\":\"s\xff\"}", "invalid_argument", "body", 400},
 		{"ErrURLPort", `{"name":"x","url":"https://e.com:99999/h","events":["order.filled"]}`, "invalid_argument", "url", 400},
 		{"ErrEventsElementType", `{"name":"x","url":"https://e.com/h","events":[1]}`, "invalid_argument", "events", 400},
+		{"ErrFieldCase", `{"NAME":"x","url":"https://e.com/h","events":["order.filled"]}`, "invalid_argument", "NAME", 400},
+		{"ErrDuplicateField", `{"name":"x","name":"y","url":"https://e.com/h","events":["order.filled"]}`, "invalid_argument", "name", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, err := a.store.Webhooks(context.Background(), 100, "")
@@ -379,6 +381,8 @@ func TestPublishEvent(t *testing.T) {
 		{"ErrID", `{"id":"has space","type":"order.filled","data":{}}`, "invalid_argument", "id", 400},
 		{"ErrUnknownField", `{"type":"order.filled","data":{},"priority":1}`, "invalid_argument", "priority", 400},
 		{"ErrBadJSON", `{"type":`, "invalid_argument", "body", 400},
+		{"ErrDuplicateDataKey", `{"type":"order.filled","data":{"symbol":"A","symbol":"B"}}`, "invalid_argument", "data.symbol", 400},
+		{"ErrTooDeep", `{"type":"order.filled","data":{"symbol":"A","x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}`, "invalid_argument", "body", 400},
 		{"ErrSchemaRequired", `{"type":"signal.emitted","data":{"symbol":"BTCUSDT","direction":"LONG"}}`, "invalid_argument", "data.strategy", 400},
 		{"ErrSchemaType", `{"type":"signal.emitted","data":{"strategy":"m","symbol":"BTCUSDT","direction":"LONG","score":"high"}}`, "invalid_argument", "data.score", 400},
 		{"ErrSchemaEnum", `{"type":"signal.emitted","data":{"strategy":"m","symbol":"BTCUSDT","direction":"UP"}}`, "invalid_argument", "data.direction", 400},

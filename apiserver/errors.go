@@ -81,7 +81,7 @@ func decode(c *gin.Context, v any, limit int64) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return notifier.Invalid("body", "must hold a single JSON object")
 	}
-	return nil
+	return checkStrict(raw, v)
 }
 
 func decodeError(err error, limit int64) error {
