@@ -28,6 +28,9 @@ type Channel struct {
 	RoutingKey string `json:"routing_key,omitempty"`
 	Severity   string `json:"severity,omitempty"`
 	Source     string `json:"source,omitempty"`
+	// Auto is set when the type was chosen by the URL, to be chosen again
+	// when the URL changes.
+	Auto bool `json:"auto,omitempty"`
 }
 
 // Reachability is what the last test ping of a webhook found.

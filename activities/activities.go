@@ -313,7 +313,7 @@ func (a *Activities) send(ctx context.Context, w *notifier.Webhook, typ notifier
 		att := a.Sender.Post(ctx, Request{URL: req.URL, Body: req.Body, Headers: headers, Unbounded: attempt == 0})
 		att.URL = channel.MaskURL(ch, req.URL)
 		if ch.Type != channel.Generic {
-			att.RequestBody = string(req.Body)
+			att.RequestBody = channel.MaskBody(ch, string(req.Body))
 		}
 		// Only an answer the transport took whole is the channel's to judge.
 		if att.StatusCode == 0 || (att.ErrorClass != "" && att.ErrorClass != notifier.ErrClassHTTPStatus) {

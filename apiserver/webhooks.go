@@ -216,6 +216,7 @@ func (s *Server) updateWebhook(c *gin.Context) {
 		url, ch := current.URL, current.Channel
 		if req.URL != nil {
 			url = *req.URL
+			ch = channel.ForNewURL(ch, url)
 		}
 		if req.Channel != nil {
 			ch = *req.Channel

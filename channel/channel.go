@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,8 @@ func Resolve(s notifier.Channel, rawURL string) (notifier.Channel, error) {
 		return s, notifier.Invalid("url", "is not a valid URL")
 	}
 	if s.Type == "" || s.Type == Auto {
-		s.Type = typeForHost(strings.ToLower(u.Hostname()), u.Path)
+		s.Type = typeForHost(strings.TrimSuffix(strings.ToLower(u.Hostname()), "."), u.Path)
+		s.Auto = true
 	}
 	q := u.Query()
 	switch s.Type {
@@ -78,6 +80,8 @@ func Resolve(s notifier.Channel, rawURL string) (notifier.Channel, error) {
 	return s, nil
 }
 
+var discordPath = regexp.MustCompile(`^/api/(v\d+/)?webhooks/`)
+
 func typeForHost(host, path string) string {
 	switch {
 	case host == "hooks.slack.com":
@@ -87,7 +91,7 @@ func typeForHost(host, path string) string {
 	case host == "events.pagerduty.com" || host == "events.eu.pagerduty.com":
 		return PagerDuty
 	case (host == "discord.com" || host == "discordapp.com" || strings.HasSuffix(host, ".discord.com")) &&
-		strings.HasPrefix(path, "/api/webhooks/"):
+		discordPath.MatchString(path):
 		return Discord
 	default:
 		return Generic
@@ -101,6 +105,35 @@ func Masked(s notifier.Channel) notifier.Channel {
 		s.RoutingKey = "…" + s.RoutingKey[max(0, n-4):]
 	}
 	return s
+}
+
+// ForNewURL returns the settings to resolve when a webhook's URL changes
+// to rawURL and its channel is not given anew: a channel that was chosen by
+// the old URL is chosen again by the new one, and a chat id or routing key
+// the new URL carries replaces the old.
+func ForNewURL(s notifier.Channel, rawURL string) notifier.Channel {
+	if s.Auto {
+		return notifier.Channel{Type: Auto}
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		q := u.Query()
+		if q.Has("chat_id") {
+			s.ChatID = ""
+		}
+		if q.Has("routing_key") {
+			s.RoutingKey = ""
+		}
+	}
+	return s
+}
+
+// MaskBody hides the routing key a rendered body carries, for the
+// delivery log.
+func MaskBody(s notifier.Channel, body string) string {
+	if s.RoutingKey == "" {
+		return body
+	}
+	return strings.ReplaceAll(body, s.RoutingKey, Masked(s).RoutingKey)
 }
 
 // MaskURL hides the credentials a channel URL carries in its path (Slack,
@@ -151,7 +184,9 @@ func Render(s notifier.Channel, rawURL string, body []byte) (Request, error) {
 	case Telegram:
 		payload = renderTelegram(s, ev)
 	case Discord:
-		payload = map[string]any{"content": truncate(plainText(ev), 2000)}
+		payload = map[string]any{"content": truncate(plainText(ev), 2000),
+			// Publishers' text must not ping @everyone or a role.
+			"allowed_mentions": map[string]any{"parse": []string{}}}
 		rawURL = withQuery(rawURL, "wait", "true")
 	case PagerDuty:
 		payload = renderPagerDuty(s, ev, body)
@@ -211,7 +246,7 @@ func Judge(s notifier.Channel, status int, header http.Header, body []byte, now 
 		_ = json.Unmarshal(body, &tg)
 		ok = status == http.StatusOK && tg.OK
 		if tg.Parameters.RetryAfter > 0 {
-			v.RetryAfter = time.Duration(tg.Parameters.RetryAfter) * time.Second
+			v.RetryAfter = seconds(float64(tg.Parameters.RetryAfter))
 		}
 		if status == http.StatusBadRequest && strings.Contains(tg.Description, "can't parse entities") {
 			v.AsPlainText = true
@@ -223,7 +258,7 @@ func Judge(s notifier.Channel, status int, header http.Header, body []byte, now 
 			RetryAfter float64 `json:"retry_after"`
 		}
 		if status == http.StatusTooManyRequests && json.Unmarshal(body, &d) == nil && d.RetryAfter > 0 {
-			v.RetryAfter = max(v.RetryAfter, time.Duration(d.RetryAfter*float64(time.Second)))
+			v.RetryAfter = max(v.RetryAfter, seconds(d.RetryAfter))
 		}
 	}
 	v.RetryAfter = min(v.RetryAfter, MaxRetryAfter)
@@ -255,6 +290,15 @@ func nameOf(t string) string {
 	}
 }
 
+// seconds converts a wait a service gave in seconds, capped before it could
+// overflow a Duration.
+func seconds(secs float64) time.Duration {
+	if secs >= MaxRetryAfter.Seconds() {
+		return MaxRetryAfter
+	}
+	return time.Duration(secs * float64(time.Second))
+}
+
 // retryAfter reads a Retry-After header, in seconds or as an HTTP date.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
@@ -262,7 +306,7 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return 0
 	}
 	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
-		return time.Duration(secs * float64(time.Second))
+		return seconds(secs)
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -108,7 +109,7 @@ func fakeTelegram(t *testing.T) *fake {
 			}
 			text = parsed
 		}
-		switch n := utf8.RuneCountInString(text); {
+		switch n := utf16Len(text); {
 		case n == 0:
 			return bad(400, "Bad Request: message text is empty")
 		case n > channel.TelegramLimit:
@@ -117,6 +118,10 @@ func fakeTelegram(t *testing.T) *fake {
 		return 200, `{"ok":true,"result":{"message_id":1}}`
 	})
 }
+
+// utf16Len counts characters the way Telegram and Discord do: in UTF-16
+// code units.
+func utf16Len(s string) int { return len(utf16.Encode([]rune(s))) }
 
 var (
 	tag           = regexp.MustCompile(`<(/?)([a-z]+)>`)
@@ -208,7 +213,7 @@ func fakeDiscord(t *testing.T) *fake {
 			return 404, `{"message":"Unknown Webhook","code":10015}`
 		case !ok || content == "":
 			return 400, `{"message":"Cannot send an empty message","code":50006}`
-		case utf8.RuneCountInString(content) > 2000:
+		case utf16Len(content) > 2000:
 			return 400, `{"message":"Invalid Form Body","code":50035}`
 		case r.URL.Query().Get("wait") != "true":
 			return 204, ""
@@ -312,7 +317,7 @@ func TestTelegram_EscapingAndLimits(t *testing.T) {
 			require.NoError(t, json.Unmarshal(tg.got[len(tg.got)-1], &sent))
 			text := sent["text"].(string)
 			require.True(t, utf8.ValidString(text))
-			require.LessOrEqual(t, utf8.RuneCountInString(text), channel.TelegramLimit)
+			require.LessOrEqual(t, utf16Len(text), channel.TelegramLimit)
 			_, err := parseTelegramHTML(text)
 			require.NoError(t, err, "no tag or entity is cut")
 		})
@@ -445,4 +450,55 @@ func TestResolve(t *testing.T) {
 		"https://hooks.slack.com/services/T1234/B5678/secretsecret"), "secretsecret")
 	require.NotContains(t, channel.MaskURL(notifier.Channel{Type: channel.Telegram},
 		"https://api.telegram.org/bot12345:SECRETTOKEN/sendMessage"), "SECRETTOKEN")
+}
+
+func TestForNewURL(t *testing.T) {
+	auto, err := channel.Resolve(notifier.Channel{}, "https://events.pagerduty.com/v2/enqueue?routing_key=OLDKEY")
+	require.NoError(t, err)
+	require.True(t, auto.Auto)
+
+	// A channel chosen by the URL is chosen again: the key goes nowhere else.
+	moved, err := channel.Resolve(channel.ForNewURL(auto, "https://hooks.example.com/x"), "https://hooks.example.com/x")
+	require.NoError(t, err)
+	require.Equal(t, channel.Generic, moved.Type)
+	require.Empty(t, moved.RoutingKey)
+
+	// A new key in the new URL replaces the old one.
+	rekeyed, err := channel.Resolve(channel.ForNewURL(auto, "https://events.pagerduty.com/v2/enqueue?routing_key=NEWKEY"),
+		"https://events.pagerduty.com/v2/enqueue?routing_key=NEWKEY")
+	require.NoError(t, err)
+	require.Equal(t, "NEWKEY", rekeyed.RoutingKey)
+
+	explicit := notifier.Channel{Type: channel.Telegram, ChatID: "111"}
+	next := channel.ForNewURL(explicit, "https://api.telegram.org/bot1:x/sendMessage?chat_id=222")
+	got, err := channel.Resolve(next, "https://api.telegram.org/bot1:x/sendMessage?chat_id=222")
+	require.NoError(t, err)
+	require.Equal(t, "222", got.ChatID)
+
+	require.Contains(t, channel.MaskBody(rekeyed, `{"routing_key":"NEWKEY"}`), `"…WKEY"`)
+	require.NotContains(t, channel.MaskBody(rekeyed, `{"routing_key":"NEWKEY"}`), "NEWKEY\"")
+
+	for url, want := range map[string]string{
+		"https://hooks.slack.com./services/T1/B1/x":  channel.Slack,
+		"https://discord.com/api/v10/webhooks/1/tok": channel.Discord,
+	} {
+		got, err := channel.Resolve(notifier.Channel{}, url)
+		require.NoError(t, err)
+		require.Equal(t, want, got.Type, url)
+	}
+}
+
+func TestRetryAfterOverflowIsCapped(t *testing.T) {
+	d := notifier.Channel{Type: channel.Discord}
+	v := channel.Judge(d, 429, http.Header{"Retry-After": {"1e30"}}, []byte(`{"retry_after":1e30}`), time.Now())
+	require.Equal(t, channel.MaxRetryAfter, v.RetryAfter)
+}
+
+func TestDiscordMentionsSuppressed(t *testing.T) {
+	req, err := channel.Render(notifier.Channel{Type: channel.Discord}, "https://discord.com/api/webhooks/1/t",
+		envelope(t, notifier.EventSignalEmitted, `{"strategy":"@everyone","symbol":"A","direction":"LONG"}`))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(req.Body, &m))
+	require.Equal(t, map[string]any{"parse": []any{}}, m["allowed_mentions"])
 }

@@ -7,7 +7,8 @@ import (
 	"html"
 	"sort"
 	"strings"
-	"unicode/utf8"
+	"time"
+	"unicode/utf16"
 
 	"github.com/barfinex/notifier"
 )
@@ -122,13 +123,37 @@ func plainText(ev *notifier.Event) string {
 	return b.String()
 }
 
-// truncate cuts s to at most n runes, ending in an ellipsis when cut.
+// truncate cuts s to at most n UTF-16 code units (how Telegram, Discord and
+// Slack count characters), on a character boundary, ending in an ellipsis
+// when cut.
 func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
+	if utf16Len(s) <= n {
 		return s
 	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
+	units := 0
+	for i, r := range s {
+		w := utf16.RuneLen(r)
+		if w < 0 {
+			w = 1
+		}
+		if units+w > n-1 {
+			return s[:i] + "…"
+		}
+		units += w
+	}
+	return s
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		if w := utf16.RuneLen(r); w > 0 {
+			n += w
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // slackEscape escapes the three characters Slack's mrkdwn gives meaning to.
@@ -178,7 +203,7 @@ func telegramHTML(m message, limit int) string {
 	const more = "\n…"
 	title := m.Title
 	head := func() string { return "<b>" + html.EscapeString(title) + "</b>" }
-	for utf8.RuneCountInString(head())+utf8.RuneCountInString(more) > limit {
+	for utf16Len(head())+utf16Len(more) > limit {
 		r := []rune(title)
 		title = string(r[:len(r)*3/4])
 	}
@@ -188,11 +213,20 @@ func telegramHTML(m message, limit int) string {
 	}
 	lines = append(lines, "<i>"+html.EscapeString(m.Footer)+"</i>")
 	text := strings.Join(lines, "\n")
-	for utf8.RuneCountInString(text) > limit {
+	for utf16Len(text) > limit {
 		lines = lines[:len(lines)-1]
 		text = strings.Join(lines, "\n") + more
 	}
 	return text
+}
+
+// instant writes a time the same way however it was written, so that a
+// trigger and its resolve agree.
+func instant(s string) string {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC().Format(notifier.TimestampLayout)
+	}
+	return s
 }
 
 // PagerDuty event actions.
@@ -214,7 +248,7 @@ func renderPagerDuty(s notifier.Channel, ev *notifier.Event, envelope []byte) an
 		// One incident per episode of a rule on its target: the trigger and
 		// the resolve of one episode share its start.
 		target := firstNonEmpty(str("strategy"), str("service"), "portfolio")
-		dedup = "barfinex:alert:" + str("rule_id") + ":" + target + ":" + str("since")
+		dedup = "barfinex:alert:" + str("rule") + ":" + str("rule_id") + ":" + target + ":" + instant(str("since"))
 		if ev.Type == notifier.EventAlertResolved {
 			action = resolve
 		}
@@ -223,7 +257,7 @@ func renderPagerDuty(s notifier.Channel, ev *notifier.Event, envelope []byte) an
 		if ev.Type == notifier.EventServiceUp {
 			since, action = str("down_since"), resolve
 		}
-		dedup = "barfinex:service:" + str("service") + ":" + since
+		dedup = "barfinex:service:" + str("service") + ":" + instant(since)
 	default:
 		severity = "info"
 	}

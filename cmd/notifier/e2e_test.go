@@ -26,7 +26,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/barfinex/notifier"
+	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/internal/testenv"
+	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -753,4 +755,27 @@ func TestEndToEnd_TerminatedDeliveryCanBeRetried(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, s.call("POST", "/v1/deliveries/"+deliveryID+"/retry", nil, nil))
 	d = s.waitStatus(deliveryID, "succeeded")
 	require.Equal(t, 2, d.Runs)
+}
+
+// An event with more webhooks than one fan-out page reaches all of them.
+func TestEndToEnd_FanOutBeyondOnePage(t *testing.T) {
+	s := startStack(t, nil)
+	r := testenv.NewReceiver(t)
+	// Webhooks straight into the store the process uses: a test ping each
+	// would only slow this down.
+	store, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(s.env["NOTIFIER_DATA_DIR"], "notifier.db"))
+	require.NoError(t, err)
+	n := activities.FanOutPage + 20
+	for range n {
+		require.NoError(t, store.CreateWebhook(context.Background(), &notifier.Webhook{
+			Name: "many", URL: r.URL(), Active: true, Channel: notifier.Channel{Type: "generic"},
+			Events: []notifier.EventType{notifier.EventDeploymentCreated},
+		}))
+	}
+	require.NoError(t, store.Close())
+
+	ev := s.publish(map[string]any{"type": "deployment.created", "data": map[string]any{"deployment_id": "dep-9"}})
+	// Waiting on the event's workflow follows it through continue-as-new.
+	require.NoError(t, waitWorkflow(t, workflows.EventWorkflowID(ev.ID)))
+	require.Len(t, r.WaitFor(t, ev.ID, n, 2*time.Minute), n)
 }
