@@ -776,6 +776,8 @@ func TestEndToEnd_FanOutBeyondOnePage(t *testing.T) {
 
 	ev := s.publish(map[string]any{"type": "deployment.created", "data": map[string]any{"deployment_id": "dep-9"}})
 	// Waiting on the event's workflow follows it through continue-as-new.
-	require.NoError(t, waitWorkflow(t, workflows.EventWorkflowID(ev.ID)))
-	require.Len(t, r.WaitFor(t, ev.ID, n, 2*time.Minute), n)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	require.NoError(t, devServer.Client().GetWorkflow(ctx, workflows.EventWorkflowID(ev.ID), "").Get(ctx, nil))
+	require.Len(t, r.WaitFor(t, ev.ID, n, 4*time.Minute), n)
 }
