@@ -328,7 +328,8 @@ func (a *Activities) send(ctx context.Context, w *notifier.Webhook, typ notifier
 		case v.OK:
 			att.ErrorClass, att.Error = "", ""
 		case v.Permanent:
-			att.ErrorClass, att.Error = notifier.ErrClassRejected, v.Reason+" (not retried: the request would not change)"
+			att.ErrorClass = notifier.ErrClassRejected
+			att.Error = v.Reason + " (not retried: the request would not change)"
 		default:
 			att.ErrorClass, att.Error = notifier.ErrClassHTTPStatus, v.Reason
 		}
@@ -348,7 +349,8 @@ func answerHeaders(a *notifier.Attempt) http.Header {
 	return h
 }
 
-func deliveryHeaders(w *notifier.Webhook, typ notifier.EventType, eventID, deliveryID string, body []byte) http.Header {
+func deliveryHeaders(w *notifier.Webhook, typ notifier.EventType, eventID, deliveryID string,
+	body []byte) http.Header {
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "Barfinex-Notifier/"+notifier.Version)
