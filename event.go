@@ -86,7 +86,8 @@ func NewEvent(id string, typ EventType, ts *time.Time, data json.RawMessage, now
 	if id == "" {
 		id = NewEventID()
 	} else if !ValidEventID(id) {
-		return nil, Invalid("id", "must be 1 to 128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+		return nil, Invalid("id", "must be 1 to 128 letters, digits, '_', '.', ':' or '-', "+
+			"starting with a letter or digit")
 	}
 	if typ == "" {
 		return nil, Invalid("type", "is required")

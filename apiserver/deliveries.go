@@ -279,8 +279,9 @@ func (s *Server) retryDelivery(c *gin.Context) {
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// A run already under way is an error, not a handle to it.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            "retry: " + workflows.DeliverySummary(d.EventType, w.Name, hostOf(w.URL)),
-		TypedSearchAttributes:                    workflows.DeliveryAttributes(w.ID, d.EventID, d.EventType),
+		StaticSummary: "retry: " +
+			workflows.DeliverySummary(d.EventType, w.Name, hostOf(w.URL)),
+		TypedSearchAttributes: workflows.DeliveryAttributes(w.ID, d.EventID, d.EventType),
 	}, workflows.DeliveryWorkflow, workflows.DeliveryInput{
 		DeliveryID: id, EventID: d.EventID, EventType: d.EventType, WebhookID: w.ID,
 		Retry: s.cfg.Retry,

@@ -101,7 +101,8 @@ func decodeError(err error, limit int64) error {
 		if typeErr.Field == "" {
 			return notifier.Invalid("body", "must be a JSON object")
 		}
-		return notifier.Invalid(typeErr.Field, "has a %s where %s belongs", typeErr.Value, jsonKind(typeErr.Type.Kind().String()))
+		return notifier.Invalid(typeErr.Field, "has a %s where %s belongs",
+			typeErr.Value, jsonKind(typeErr.Type.Kind().String()))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return notifier.Invalid(field, "is not a known field")

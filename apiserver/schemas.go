@@ -57,7 +57,8 @@ func (s schemas) validate(typ notifier.EventType, data json.RawMessage) error {
 	field := "data" + strings.ReplaceAll(unit.InstanceLocation, "/", ".")
 	if req, ok := unit.Error.Kind.(*kind.Required); ok && len(req.Missing) > 0 {
 		// Name the missing field itself, not the object that lacks it.
-		return notifier.Invalid(field+"."+req.Missing[0], "is required (see the %s schema in GET /v1/event-types)", typ)
+		return notifier.Invalid(field+"."+req.Missing[0],
+			"is required (see the %s schema in GET /v1/event-types)", typ)
 	}
 	return notifier.Invalid(field, "%s (see the %s schema in GET /v1/event-types)", unit.Error, typ)
 }

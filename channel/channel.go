@@ -59,7 +59,8 @@ func Resolve(s notifier.Channel, rawURL string) (notifier.Channel, error) {
 			s.RoutingKey = q.Get("routing_key")
 		}
 		if s.RoutingKey == "" {
-			return s, notifier.Invalid("channel.routing_key", "is required for PagerDuty (or give routing_key in the URL)")
+			return s, notifier.Invalid("channel.routing_key",
+				"is required for PagerDuty (or give routing_key in the URL)")
 		}
 		switch s.Severity {
 		case "":
@@ -269,7 +270,8 @@ func Judge(s notifier.Channel, status int, header http.Header, body []byte, now 
 	// A service's 4xx (but a rate limit) means the request is wrong and will
 	// stay wrong; a generic receiver's may be passing, as the product
 	// promises retries on any non-2xx.
-	if s.Type != Generic && s.Type != "" && status >= 400 && status < 500 && status != http.StatusTooManyRequests {
+	clientError := status >= 400 && status < 500 && status != http.StatusTooManyRequests
+	if s.Type != Generic && s.Type != "" && clientError {
 		v.Permanent = true
 	}
 	return v

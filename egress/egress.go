@@ -219,13 +219,14 @@ func (p Policy) CheckURL(raw string) error {
 		return err
 	}
 	if u.Scheme != "https" && !p.AllowPrivate {
-		return fmt.Errorf("%w: plain %s is refused; use https (NOTIFIER_ALLOW_PRIVATE_URLS=true allows http, for development)",
-			ErrRefused, u.Scheme)
+		return fmt.Errorf("%w: plain %s is refused; use https "+
+			"(NOTIFIER_ALLOW_PRIVATE_URLS=true allows http, for development)", ErrRefused, u.Scheme)
 	}
 	host := normalizeHost(u.Hostname())
 	for _, r := range host {
 		if r > 0x7f {
-			return &RefusedError{Target: host, Reason: "host names are given in ASCII (punycode for international ones)"}
+			return &RefusedError{Target: host,
+				Reason: "host names are given in ASCII (punycode for international ones)"}
 		}
 	}
 	if ambiguous(host) {

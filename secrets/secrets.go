@@ -39,12 +39,15 @@ func ParseKey(s string) ([]byte, error) {
 	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
 		return b, nil
 	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+	encodings := []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding,
+		base64.URLEncoding, base64.RawURLEncoding}
+	for _, enc := range encodings {
 		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
 			return b, nil
 		}
 	}
-	return nil, errors.New("a key is 32 random bytes, written as 64 hex digits or in base64 (openssl rand -hex 32)")
+	return nil, errors.New("a key is 32 random bytes, written as 64 hex digits or in base64 " +
+		"(openssl rand -hex 32)")
 }
 
 // NewKeyring returns a keyring that seals with current and opens with

@@ -25,7 +25,8 @@ type StoredEvent struct {
 
 // CreateEvent stores a published event with its envelope. When an event with
 // the same id is already stored, it returns that one and created is false.
-func (s *Store) CreateEvent(ctx context.Context, e *notifier.Event, body []byte) (stored *StoredEvent, created bool, err error) {
+func (s *Store) CreateEvent(ctx context.Context, e *notifier.Event, body []byte) (
+	stored *StoredEvent, created bool, err error) {
 	now := s.clock()
 	res, err := s.db.ExecContext(ctx, `INSERT INTO events (id, type, timestamp, body, created_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
@@ -239,7 +240,8 @@ func (s *Store) RecordAttempt(ctx context.Context, a *notifier.Attempt, out Atte
 
 // FinishDelivery marks a delivery failed or canceled by the workflow run
 // runID, with the reason. A success within the same or a later run stays.
-func (s *Store) FinishDelivery(ctx context.Context, id, runID string, status notifier.DeliveryStatus, reason string) error {
+func (s *Store) FinishDelivery(ctx context.Context, id, runID string,
+	status notifier.DeliveryStatus, reason string) error {
 	now := formatTime(s.clock())
 	// The run's number: that of its attempts, or the next one if it made none.
 	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = ?, last_error = ?,
@@ -314,7 +316,8 @@ type DeliveryPage struct {
 
 // Deliveries lists the deliveries f selects, newest first, limit at a time,
 // after cursor.
-func (s *Store) Deliveries(ctx context.Context, f DeliveryFilter, limit int, cursor string) (*DeliveryPage, error) {
+func (s *Store) Deliveries(ctx context.Context, f DeliveryFilter, limit int,
+	cursor string) (*DeliveryPage, error) {
 	query := `SELECT ` + deliveryColumns + ` FROM deliveries WHERE webhook_id = ?`
 	args := []any{f.WebhookID}
 	if f.Status != "" {

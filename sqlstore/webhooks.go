@@ -96,7 +96,8 @@ func (s *Store) Webhooks(ctx context.Context, limit int, cursor string) (*Webhoo
 // as it now is. Only the fields upd sets are written, so two changes of
 // different fields made at once both stand; of two changes of one field, the
 // last written wins.
-func (s *Store) UpdateWebhook(ctx context.Context, id string, upd *notifier.WebhookUpdate) (*notifier.Webhook, error) {
+func (s *Store) UpdateWebhook(ctx context.Context, id string,
+	upd *notifier.WebhookUpdate) (*notifier.Webhook, error) {
 	sets, args := []string{"updated_at = ?"}, []any{formatTime(s.clock())}
 	if upd.Name != nil {
 		sets, args = append(sets, "name = ?"), append(args, *upd.Name)

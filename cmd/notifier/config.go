@@ -82,10 +82,13 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.MaxEventBytes, err = parseInt(getenv, "NOTIFIER_MAX_EVENT_BYTES", 256<<10); err != nil {
 		return nil, err
 	}
-	if c.Retry.InitialInterval, err = parseDuration(getenv, "NOTIFIER_RETRY_INITIAL_INTERVAL", c.Retry.InitialInterval); err != nil {
+	c.Retry.InitialInterval, err = parseDuration(getenv, "NOTIFIER_RETRY_INITIAL_INTERVAL",
+		c.Retry.InitialInterval)
+	if err != nil {
 		return nil, err
 	}
-	if c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT", c.Retry.AttemptTimeout); err != nil {
+	c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT", c.Retry.AttemptTimeout)
+	if err != nil {
 		return nil, err
 	}
 	maxOpen, err := parseInt(getenv, "NOTIFIER_DATABASE_MAX_CONNS", 10)
@@ -97,7 +100,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.Pool = sqlstore.PoolConfig{MaxOpen: int(maxOpen), MaxIdle: int(maxIdle)}
-	if c.Pool.MaxLifetime, err = parseDuration(getenv, "NOTIFIER_DATABASE_CONN_MAX_LIFETIME", 30*time.Minute); err != nil {
+	c.Pool.MaxLifetime, err = parseDuration(getenv, "NOTIFIER_DATABASE_CONN_MAX_LIFETIME", 30*time.Minute)
+	if err != nil {
 		return nil, err
 	}
 	if c.Keys, err = loadKeys(getenv); err != nil {
@@ -107,7 +111,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("NOTIFIER_HTTP_ADDR: %w", err)
 	}
 	if c.APIToken == "" && !loopback(c.HTTPAddr) {
-		return nil, fmt.Errorf("NOTIFIER_API_TOKEN is required when NOTIFIER_HTTP_ADDR (%s) is not a loopback address", c.HTTPAddr)
+		return nil, fmt.Errorf("NOTIFIER_API_TOKEN is required when NOTIFIER_HTTP_ADDR (%s) "+
+			"is not a loopback address", c.HTTPAddr)
 	}
 	return c, nil
 }
