@@ -81,6 +81,11 @@ func TestWebhooks(t *testing.T) {
 			require.Equal(t, notifier.ReachabilityUnreachable, got.Reachability())
 			require.Equal(t, 503, got.LastPing.StatusCode)
 			require.Equal(t, at, got.LastPing.At)
+
+			newURL := "https://other.example.com/hook"
+			got, err = s.UpdateWebhook(ctx, w.ID, &notifier.WebhookUpdate{URL: &newURL})
+			require.NoError(t, err)
+			require.Equal(t, notifier.ReachabilityUnknown, got.Reachability(), "a new URL is untested")
 		})
 
 		t.Run("Delete", func(t *testing.T) {

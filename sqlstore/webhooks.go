@@ -103,7 +103,9 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string,
 		sets, args = append(sets, "name = ?"), append(args, *upd.Name)
 	}
 	if upd.URL != nil {
-		sets, args = append(sets, "url = ?"), append(args, *upd.URL)
+		// The last ping tested the old URL: reachability is unknown again.
+		sets, args = append(sets, "url = ?", "ping_ok = NULL", "ping_status_code = NULL",
+			"ping_error = NULL", "ping_duration_ms = NULL", "pinged_at = NULL"), append(args, *upd.URL)
 	}
 	if upd.Active != nil {
 		sets, args = append(sets, "active = ?"), append(args, boolInt(*upd.Active))
