@@ -34,7 +34,8 @@ func post(t *testing.T, s *activities.Sender, url string) *notifier.Attempt {
 }
 
 func TestSender(t *testing.T) {
-	local := activities.NewSender(activities.SenderOptions{Policy: egress.Policy{AllowPrivate: true}, Timeout: time.Second})
+	open := egress.Policy{AllowPrivate: true}
+	local := activities.NewSender(activities.SenderOptions{Policy: open, Timeout: time.Second})
 
 	t.Run("OK", func(t *testing.T) {
 		r := testenv.NewReceiver(t, http.StatusNoContent)
@@ -309,9 +310,11 @@ func newFixture(t *testing.T) *fixture {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	acts := &activities.Activities{
-		Store:  store,
-		Sender: activities.NewSender(activities.SenderOptions{Policy: egress.Policy{AllowPrivate: true}, Timeout: time.Second}),
-		Retry:  activities.DefaultRetry,
+		Store: store,
+		Sender: activities.NewSender(activities.SenderOptions{
+			Policy: egress.Policy{AllowPrivate: true}, Timeout: time.Second,
+		}),
+		Retry: activities.DefaultRetry,
 	}
 	env.RegisterActivity(acts)
 	return &fixture{store: store, acts: acts, env: env}
@@ -319,7 +322,8 @@ func newFixture(t *testing.T) *fixture {
 
 // deliveryTo creates a webhook for url and an event fanned out to it, and
 // returns the first attempt's input and the envelope.
-func (f *fixture) deliveryTo(t *testing.T, url, secret string, active bool) (activities.DeliverInput, []byte) {
+func (f *fixture) deliveryTo(t *testing.T, url, secret string,
+	active bool) (activities.DeliverInput, []byte) {
 	ctx := context.Background()
 	w := &notifier.Webhook{Name: "desk", URL: url, Secret: secret, Active: true,
 		Events: []notifier.EventType{notifier.EventOrderFilled}}
@@ -392,7 +396,8 @@ func TestDeliver_FailedAttemptIsLogged(t *testing.T) {
 	require.Equal(t, activities.ErrAttemptFailed, appErr.Type())
 	var failure activities.AttemptFailure
 	require.NoError(t, appErr.Details(&failure))
-	require.Equal(t, activities.AttemptFailure{StatusCode: 503, ErrorClass: notifier.ErrClassHTTPStatus}, failure)
+	want := activities.AttemptFailure{StatusCode: 503, ErrorClass: notifier.ErrClassHTTPStatus}
+	require.Equal(t, want, failure)
 
 	d, err := f.store.Delivery(context.Background(), in.DeliveryID)
 	require.NoError(t, err)
@@ -491,7 +496,8 @@ func TestDeliver_ThroughChannel(t *testing.T) {
 			bodies = append(bodies, m)
 			if m["parse_mode"] == "HTML" {
 				w.WriteHeader(400)
-				_, _ = io.WriteString(w, `{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities: x"}`)
+				_, _ = io.WriteString(w, `{"ok":false,"error_code":400,`+
+					`"description":"Bad Request: can't parse entities: x"}`)
 				return
 			}
 			_, _ = io.WriteString(w, `{"ok":true,"result":{}}`)

@@ -30,15 +30,7 @@ import (
 var devServer *testsuite.DevServer
 
 func TestMain(m *testing.M) {
-	srv, err := testenv.StartDevServer(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start temporal dev server:", err)
-		os.Exit(1)
-	}
-	devServer = srv
-	code := m.Run()
-	_ = srv.Stop()
-	os.Exit(code)
+	os.Exit(testenv.MainWithDevServer(m, func(srv *testsuite.DevServer) { devServer = srv }))
 }
 
 const token = "api-test-token"
@@ -158,7 +150,8 @@ func TestAuth(t *testing.T) {
 		defer req.Body.Close()
 		body, _ := io.ReadAll(req.Body)
 		require.Equal(t, http.StatusOK, req.StatusCode)
-		require.Contains(t, string(body), `notifier_http_requests_total{method="GET",route="/v1/webhooks",status="200"}`)
+		require.Contains(t, string(body),
+			`notifier_http_requests_total{method="GET",route="/v1/webhooks",status="200"}`)
 	})
 	t.Run("HealthNeedsNoToken", func(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.doAuth("GET", "/healthz", "", "").status)
@@ -174,7 +167,8 @@ func TestCreateWebhook(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		recv := testenv.NewReceiver(t)
 		r := a.do("POST", "/v1/webhooks",
-			`{"name":"Desk","url":"`+recv.URL()+`","events":["order.filled","signal.emitted"],"secret":"top-secret-value","active":true}`)
+			`{"name":"Desk","url":"`+recv.URL()+`","events":["order.filled","signal.emitted"],`+
+				`"secret":"top-secret-value","active":true}`)
 		require.Equal(t, http.StatusCreated, r.status, r.raw)
 		require.Regexp(t, `^wh_`, r.body["id"])
 		require.Equal(t, true, r.body["has_secret"])
@@ -186,7 +180,8 @@ func TestCreateWebhook(t *testing.T) {
 
 		got := recv.WaitFor(t, "", 1, 5*time.Second)[0]
 		require.Equal(t, "ping", got.Header.Get("X-Barfinex-Event"))
-		require.True(t, notifier.VerifySignature("top-secret-value", got.Body, got.Header.Get("X-Barfinex-Signature")))
+		sig := got.Header.Get("X-Barfinex-Signature")
+		require.True(t, notifier.VerifySignature("top-secret-value", got.Body, sig))
 		require.NotContains(t, a.logs.String(), "top-secret-value")
 	})
 

@@ -34,6 +34,24 @@ func MustPublish(tb testing.TB, s *sqlstore.Store, typ notifier.EventType) *noti
 	return ev
 }
 
+// MustDelivery creates a webhook and an event fanned out to it, and returns
+// the delivery's id and a function that logs an attempt of it.
+func MustDelivery(t *testing.T, s *sqlstore.Store) (string, func(runID string, n, code int, status notifier.DeliveryStatus)) {
+	t.Helper()
+	ctx := context.Background()
+	MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
+	ev := MustPublish(t, s, notifier.EventOrderFilled)
+	targets, err := s.FanOut(ctx, ev.ID, "", 1000)
+	require.NoError(t, err)
+	id := targets[0].DeliveryID
+	return id, func(runID string, n, code int, status notifier.DeliveryStatus) {
+		t.Helper()
+		require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{DeliveryID: id, RunID: runID,
+			Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code},
+			sqlstore.AttemptOutcome{Status: status}))
+	}
+}
+
 func TestWebhooks(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := context.Background()
@@ -278,17 +296,7 @@ func TestRecordAttempt_Runs(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := context.Background()
 		s := b.open(t)
-		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-		ev := MustPublish(t, s, notifier.EventOrderFilled)
-		targets, err := s.FanOut(ctx, ev.ID, "", 1000)
-		require.NoError(t, err)
-		id := targets[0].DeliveryID
-		record := func(runID string, n, code int, status notifier.DeliveryStatus) {
-			t.Helper()
-			require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{
-				DeliveryID: id, RunID: runID, Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code,
-			}, sqlstore.AttemptOutcome{Status: status}))
-		}
+		id, record := MustDelivery(t, s)
 		for n := 1; n <= 4; n++ {
 			record("first", n, 500, notifier.DeliveryRetrying)
 		}
@@ -518,17 +526,7 @@ func TestStatus_LatestRunDecides(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := context.Background()
 		s := b.open(t)
-		MustCreateWebhook(t, s, true, notifier.EventOrderFilled)
-		ev := MustPublish(t, s, notifier.EventOrderFilled)
-		targets, err := s.FanOut(ctx, ev.ID, "", 1000)
-		require.NoError(t, err)
-		id := targets[0].DeliveryID
-		record := func(runID string, n, code int, status notifier.DeliveryStatus) {
-			t.Helper()
-			require.NoError(t, s.RecordAttempt(ctx, &notifier.Attempt{DeliveryID: id, RunID: runID,
-				Number: n, StartedAt: time.Now(), URL: "https://e.com", StatusCode: code},
-				sqlstore.AttemptOutcome{Status: status}))
-		}
+		id, record := MustDelivery(t, s)
 		status := func() notifier.DeliveryStatus {
 			d, err := s.Delivery(ctx, id)
 			require.NoError(t, err)

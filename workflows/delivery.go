@@ -227,7 +227,8 @@ func (d *delivery) cancel(ctx workflow.Context) (*DeliveryResult, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return &DeliveryResult{Status: notifier.DeliveryCanceled, Attempts: d.state.Attempt - 1}, nil
+	return &DeliveryResult{Status: notifier.DeliveryCanceled, Attempts: d.state.Attempt - 1,
+		Reason: d.state.LastError}, nil
 }
 
 // finish marks the delivery's end in the store and in its search attribute,

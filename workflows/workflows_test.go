@@ -145,6 +145,7 @@ func TestDelivery_WebhookGoneStopsRetries(t *testing.T) {
 			var res workflows.DeliveryResult
 			require.NoError(t, env.GetWorkflowResult(&res))
 			require.Equal(t, notifier.DeliveryCanceled, res.Status)
+			require.Equal(t, "canceled: the webhook was deactivated", res.Reason)
 		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -54,15 +55,7 @@ func TestMain(m *testing.M) {
 		c.Close()
 		os.Exit(code)
 	}
-	srv, err := testenv.StartDevServer(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start temporal dev server:", err)
-		os.Exit(1)
-	}
-	devServer = srv
-	code := m.Run()
-	_ = srv.Stop()
-	os.Exit(code)
+	os.Exit(testenv.MainWithDevServer(m, func(srv *testsuite.DevServer) { devServer = srv }))
 }
 
 type externalServer struct {

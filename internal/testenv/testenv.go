@@ -110,6 +110,19 @@ func PostgresURL(tb testing.TB) string {
 	return u.String()
 }
 
+// MainWithDevServer runs a test package's tests with a dev server started
+// for them, handed to use before they run, and stops it after.
+func MainWithDevServer(m *testing.M, use func(*testsuite.DevServer)) int {
+	srv, err := StartDevServer(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start temporal dev server:", err)
+		return 1
+	}
+	defer srv.Stop()
+	use(srv)
+	return m.Run()
+}
+
 // Request is one request a Receiver got.
 type Request struct {
 	At     time.Time
