@@ -52,3 +52,14 @@ func ValidWebhookID(id string) bool { return webhookIDPattern.MatchString(id) }
 
 // ValidDeliveryID reports whether id has the form of a delivery id.
 func ValidDeliveryID(id string) bool { return deliveryIDPattern.MatchString(id) }
+
+// RuleIDPrefix starts every alert rule id.
+const RuleIDPrefix = "rule_"
+
+var ruleIDPattern = regexp.MustCompile(`^rule_[a-z2-7]{26}$`)
+
+// NewRuleID returns a fresh random alert rule id.
+func NewRuleID() string { return randomID(RuleIDPrefix) }
+
+// ValidRuleID reports whether id has the form of an alert rule id.
+func ValidRuleID(id string) bool { return ruleIDPattern.MatchString(id) }

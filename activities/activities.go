@@ -74,6 +74,9 @@ type Activities struct {
 	Sender *Sender
 	// Retry is handed to each delivery when its event fans out.
 	Retry RetryConfig
+	// Prober makes services' health probes; nil for one that follows no
+	// redirects.
+	Prober *http.Client
 }
 
 // FanOutPage is how many deliveries one FanOut result names: a page stays

@@ -74,6 +74,10 @@ func (s *Server) publishEvent(c *gin.Context) {
 		return
 	}
 
+	if strategy := notifier.SignalStrategy(ev); strategy != "" {
+		s.noteSignal(ctx, strategy, stored.CreatedAt)
+	}
+
 	// The event workflow's id follows from the event's, so a repeated
 	// publish finds the first one instead of fanning out again.
 	_, err = s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

@@ -112,6 +112,17 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/deliveries/:id/retry", s.retryDelivery)
 	v1.POST("/events", s.publishEvent)
 	v1.GET("/event-types", s.eventTypes)
+	v1.POST("/alert-rules", s.createRule)
+	v1.GET("/alert-rules", s.listRules)
+	v1.GET("/alert-rules/:id", s.getRule)
+	v1.PATCH("/alert-rules/:id", s.updateRule)
+	v1.DELETE("/alert-rules/:id", s.deleteRule)
+	v1.POST("/services", s.createService)
+	v1.GET("/services", s.listServices)
+	v1.GET("/services/:name", s.getService)
+	v1.DELETE("/services/:name", s.deleteService)
+	v1.POST("/portfolio/snapshots", s.recordSnapshot)
+	v1.GET("/portfolio", s.getPortfolio)
 	return r
 }
 

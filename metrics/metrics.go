@@ -32,4 +32,10 @@ var (
 		Help:    "Duration of delivery attempts, answer included.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 	})
+
+	// Alerts counts alert rule transitions by rule type: fired or resolved.
+	Alerts = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "notifier_alerts_total",
+		Help: "Alert rule transitions, by rule type and transition (fired, resolved).",
+	}, []string{"rule", "transition"})
 )

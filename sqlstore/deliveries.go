@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"time"
 
@@ -21,25 +22,56 @@ type StoredEvent struct {
 	CreatedAt time.Time
 	// FannedOut is set once the event's deliveries were created.
 	FannedOut bool
+	// Targets are the webhooks the event goes to, nil for its subscribers.
+	Targets []string
 }
 
-// CreateEvent stores a published event with its envelope. When an event with
-// the same id is already stored, it returns that one and created is false.
+// CreateEvent stores a published event with its envelope, for delivery to
+// its subscribers. When an event with the same id is already stored, it
+// returns that one and created is false.
 func (s *Store) CreateEvent(ctx context.Context, e *notifier.Event, body []byte) (
 	stored *StoredEvent, created bool, err error) {
+	return s.CreateEventFor(ctx, e, body, nil)
+}
+
+// CreateEventFor stores an event like CreateEvent, for delivery to the given
+// webhooks (whatever they subscribe to) when targets is not nil. A new
+// signal.emitted event also becomes its strategy's latest signal.
+func (s *Store) CreateEventFor(ctx context.Context, e *notifier.Event, body []byte,
+	targets []string) (stored *StoredEvent, created bool, err error) {
 	now := s.clock()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO events (id, type, timestamp, body, created_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		e.ID, string(e.Type), formatTime(e.Timestamp), string(body), formatTime(now))
+	var targetsJSON sql.NullString
+	if targets != nil {
+		b, err := json.Marshal(targets)
+		if err != nil {
+			return nil, false, err
+		}
+		targetsJSON = sql.NullString{String: string(b), Valid: true}
+	}
+	err = s.inTx(ctx, func(tx txConn) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO events
+			(id, type, timestamp, body, created_at, targets)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			e.ID, string(e.Type), formatTime(e.Timestamp), string(body), formatTime(now), targetsJSON)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		created = true
+		if strategy := notifier.SignalStrategy(e); strategy != "" {
+			return recordSignal(ctx, tx, strategy, e.ID, now)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, false, err
-	}
-	if n == 1 {
-		return &StoredEvent{ID: e.ID, Type: e.Type, Timestamp: e.Timestamp, Body: body, CreatedAt: now}, true, nil
+	if created {
+		return &StoredEvent{ID: e.ID, Type: e.Type, Timestamp: e.Timestamp, Body: body,
+			CreatedAt: now, Targets: targets}, true, nil
 	}
 	stored, err = s.Event(ctx, e.ID)
 	return stored, false, err
@@ -52,16 +84,22 @@ func (s *Store) Event(ctx context.Context, id string) (*StoredEvent, error) {
 		typ, ts, created string
 		body             string
 		fannedOut        sql.NullString
+		targets          sql.NullString
 	)
-	err := s.db.QueryRowContext(ctx,
-		`SELECT id, type, timestamp, body, created_at, fanned_out_at FROM events WHERE id = ?`, id).
-		Scan(&e.ID, &typ, &ts, &body, &created, &fannedOut)
+	err := s.db.QueryRowContext(ctx, `SELECT id, type, timestamp, body, created_at, fanned_out_at,
+		targets FROM events WHERE id = ?`, id).
+		Scan(&e.ID, &typ, &ts, &body, &created, &fannedOut, &targets)
 	if isNoRows(err) {
 		return nil, notFound("event", id)
 	} else if err != nil {
 		return nil, err
 	}
 	e.Type, e.Body, e.FannedOut = notifier.EventType(typ), []byte(body), fannedOut.Valid
+	if targets.Valid {
+		if err := json.Unmarshal([]byte(targets.String), &e.Targets); err != nil {
+			return nil, fmt.Errorf("event %s: targets: %w", id, err)
+		}
+	}
 	if e.Timestamp, err = parseTime(ts); err != nil {
 		return nil, err
 	}
@@ -88,7 +126,8 @@ type Target struct {
 }
 
 // FanOut creates a pending delivery of the event for every active webhook
-// subscribed to its type, the first time it runs for the event, and returns
+// subscribed to its type (or, for an event stored with targets, for each of
+// those that is active), the first time it runs for the event, and returns
 // every delivery of the event that has not made an attempt yet. Run again,
 // it creates nothing and returns the deliveries still waiting to start, so
 // an event published twice never reaches a webhook created in between.
@@ -99,7 +138,9 @@ func (s *Store) FanOut(ctx context.Context, eventID, after string, limit int) ([
 	var targets []Target
 	err := s.inTx(ctx, func(tx txConn) error {
 		var typ string
-		err := tx.QueryRowContext(ctx, `SELECT type FROM events WHERE id = ?`, eventID).Scan(&typ)
+		var chosen sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT type, targets FROM events WHERE id = ?`, eventID).
+			Scan(&typ, &chosen)
 		if isNoRows(err) {
 			return notFound("event", eventID)
 		} else if err != nil {
@@ -116,6 +157,10 @@ func (s *Store) FanOut(ctx context.Context, eventID, after string, limit int) ([
 		var subscribed []string
 		if n, err := res.RowsAffected(); err != nil {
 			return err
+		} else if n == 1 && chosen.Valid {
+			if subscribed, err = targetedWebhooks(ctx, tx, chosen.String); err != nil {
+				return err
+			}
 		} else if n == 1 {
 			if subscribed, err = subscribedWebhooks(ctx, tx, notifier.EventType(typ)); err != nil {
 				return err
@@ -141,6 +186,24 @@ func subscribedWebhooks(ctx context.Context, tx txConn, typ notifier.EventType) 
 	return queryIDs(ctx, tx, `SELECT w.id FROM webhooks w
 		JOIN webhook_events e ON e.webhook_id = w.id
 		WHERE e.event_type = ? AND w.active = 1 ORDER BY w.id`, string(typ))
+}
+
+// targetedWebhooks returns those of the webhooks listed in targets (JSON)
+// that still exist and are active.
+func targetedWebhooks(ctx context.Context, tx txConn, targets string) ([]string, error) {
+	var ids []string
+	if err := json.Unmarshal([]byte(targets), &ids); err != nil {
+		return nil, fmt.Errorf("event targets: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return queryIDs(ctx, tx, `SELECT id FROM webhooks WHERE active = 1 AND id IN (`+
+		placeholders(len(ids))+`) ORDER BY id`, args...)
 }
 
 func waitingTargets(ctx context.Context, tx txConn, eventID, after string, limit int) ([]Target, error) {

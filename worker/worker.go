@@ -1,18 +1,22 @@
 // Package worker assembles the notifier's Temporal worker: its workflows and
-// activities on one task queue, and the search attributes they need.
+// activities on one task queue, the search attributes they need, and the
+// long-lived workflows of alert rules and service monitors.
 package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/barfinex/notifier/activities"
+	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -28,6 +32,8 @@ func New(c client.Client, taskQueue string, acts *activities.Activities) sdkwork
 	w.RegisterWorkflow(workflows.EventWorkflow)
 	w.RegisterWorkflow(workflows.DeliveryWorkflow)
 	w.RegisterWorkflow(workflows.PingWorkflow)
+	w.RegisterWorkflow(workflows.AlertRuleWorkflow)
+	w.RegisterWorkflow(workflows.ServiceMonitorWorkflow)
 	w.RegisterActivity(acts)
 	return w
 }
@@ -58,4 +64,40 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("add search attributes: %w", err)
 	}
 	return nil
+}
+
+// EnsureWatchers starts the workflow of every stored alert rule and the
+// monitor of every registered service that is not running, as after a
+// workflow was terminated by hand or a start was lost. A rule started again
+// takes up the state it recorded last.
+func EnsureWatchers(ctx context.Context, c client.Client, store *sqlstore.Store, taskQueue string) error {
+	rules, err := store.AllAlertRules(ctx)
+	if err != nil {
+		return fmt.Errorf("list alert rules: %w", err)
+	}
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	for _, r := range rules {
+		_, err := c.ExecuteWorkflow(ctx, workflows.RuleStartOptions(&r.AlertRule, taskQueue),
+			workflows.AlertRuleWorkflow, workflows.RuleInput{Rule: r.AlertRule})
+		if err != nil && !errors.As(err, &started) {
+			return fmt.Errorf("start alert rule %s: %w", r.ID, err)
+		}
+	}
+	after := ""
+	for {
+		svcs, next, err := store.Services(ctx, 500, after)
+		if err != nil {
+			return fmt.Errorf("list services: %w", err)
+		}
+		for _, svc := range svcs {
+			_, err := c.ExecuteWorkflow(ctx, workflows.MonitorStartOptions(svc.Name, taskQueue),
+				workflows.ServiceMonitorWorkflow, workflows.MonitorInput{Service: svc.Name})
+			if err != nil && !errors.As(err, &started) {
+				return fmt.Errorf("start monitor of %s: %w", svc.Name, err)
+			}
+		}
+		if after = next; after == "" {
+			return nil
+		}
+	}
 }

@@ -23,6 +23,8 @@ func TestReplay(t *testing.T) {
 			replayer.RegisterWorkflow(workflows.EventWorkflow)
 			replayer.RegisterWorkflow(workflows.DeliveryWorkflow)
 			replayer.RegisterWorkflow(workflows.PingWorkflow)
+			replayer.RegisterWorkflow(workflows.AlertRuleWorkflow)
+			replayer.RegisterWorkflow(workflows.ServiceMonitorWorkflow)
 			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
 		})
 	}

@@ -1,12 +1,16 @@
 // Package workflows holds the notifier's Temporal workflows: the fan-out of
-// a published event, the delivery of one event to one webhook, and the test
-// ping. They are deterministic; everything that touches the outside world
+// a published event, the delivery of one event to one webhook, the test
+// ping, alert rules and the monitors of connected services. They are deterministic; everything that touches the outside world
 // runs in the activities package.
 package workflows
 
 import (
+	"fmt"
+
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
 )
 
@@ -37,3 +41,24 @@ func EventWorkflowID(eventID string) string { return "event_" + eventID }
 // and arguments are checked by the compiler. Its fields are never used in
 // workflow code.
 var a *activities.Activities
+
+// RuleStartOptions are the options that start an alert rule's workflow.
+func RuleStartOptions(rule *notifier.AlertRule, taskQueue string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:        RuleWorkflowID(rule.ID),
+		TaskQueue: taskQueue,
+		// A run already under way is an error, not a handle to it.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("alert rule %q: %s on %s", rule.Name, rule.Type, rule.Target()),
+	}
+}
+
+// MonitorStartOptions are the options that start a service's monitor.
+func MonitorStartOptions(service, taskQueue string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                                       MonitorWorkflowID(service),
+		TaskQueue:                                taskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            "health of service " + service,
+	}
+}

@@ -62,6 +62,9 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 		defer w.Stop()
 		log.Info("worker started", "temporal_address", cfg.TemporalAddress,
 			"namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue)
+		if err := worker.EnsureWatchers(ctx, tc, store, cfg.TaskQueue); err != nil {
+			log.Error("start alert rules and service monitors", "err", err)
+		}
 	}
 	if r.api {
 		api, err := apiserver.New(store, tc, apiserver.Config{

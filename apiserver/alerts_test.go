@@ -1,0 +1,166 @@
+package apiserver_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/barfinex/notifier"
+)
+
+// webhook creates an active webhook in the store and returns its id.
+func (a *api) webhook(active bool) string {
+	a.t.Helper()
+	w := &notifier.Webhook{Name: "ops", URL: "http://127.0.0.1:9/hook", Active: active,
+		Events: []notifier.EventType{notifier.EventOrderFilled}}
+	require.NoError(a.t, a.store.CreateWebhook(context.Background(), w))
+	return w.ID
+}
+
+func TestAlertRules_BadInputNamesTheField(t *testing.T) {
+	a := newAPI(t)
+	hook := a.webhook(true)
+	require.NoError(t, a.store.CreateService(context.Background(),
+		&notifier.Service{Name: "inspector", HealthURL: "http://127.0.0.1:9/health"}))
+	cases := []struct {
+		body, field string
+	}{
+		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5}`, "webhook_ids"},
+		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5,"webhook_ids":[]}`, "webhook_ids"},
+		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5,"webhook_ids":["wh_aaaaaaaaaaaaaaaaaaaaaaaaaa"]}`, "webhook_ids"},
+		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5,"webhook_ids":["nope"]}`, "webhook_ids"},
+		{fmt.Sprintf(`{"name":"x","type":"no_signals","threshold":5,"webhook_ids":[%q]}`, hook), "strategy"},
+		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":0,"webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":-3,"webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":101,"webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":"5","webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":5,"strategy":"s","webhook_ids":[%q]}`, hook), "strategy"},
+		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":5,"resolve_after_seconds":-1,"webhook_ids":[%q]}`, hook), "resolve_after_seconds"},
+		{fmt.Sprintf(`{"name":"x","type":"service_down","threshold":30,"webhook_ids":[%q]}`, hook), "service"},
+		{fmt.Sprintf(`{"name":"x","type":"service_down","service":"ghost","threshold":30,"webhook_ids":[%q]}`, hook), "service"},
+		{fmt.Sprintf(`{"name":"x","type":"service_down","service":"inspector","threshold":30,"resolve_after_seconds":5,"webhook_ids":[%q]}`, hook), "resolve_after_seconds"},
+		{fmt.Sprintf(`{"name":"x","type":"sometimes","threshold":5,"webhook_ids":[%q]}`, hook), "type"},
+		{fmt.Sprintf(`{"name":"x","threshold":5,"webhook_ids":[%q]}`, hook), "type"},
+		{fmt.Sprintf(`{"name":"","type":"drawdown_threshold","threshold":5,"webhook_ids":[%q]}`, hook), "name"},
+		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":5,"webhook_ids":[%q],"bogus":1}`, hook), "bogus"},
+	}
+	for _, c := range cases {
+		r := a.do("POST", "/v1/alert-rules", c.body)
+		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", c.body, r.raw)
+		require.Equal(t, c.field, r.errorField(), "%s: %s", c.body, r.raw)
+	}
+	page := a.do("GET", "/v1/alert-rules", "")
+	require.Equal(t, http.StatusOK, page.status)
+	require.Empty(t, page.body["items"], "no half-written rule")
+}
+
+func TestAlertRules_Lifecycle(t *testing.T) {
+	a := newAPI(t)
+	hook, idle := a.webhook(true), a.webhook(false)
+	r := a.do("POST", "/v1/alert-rules", fmt.Sprintf(`{"name":"drawdown","type":"drawdown_threshold",
+		"threshold":5,"webhook_ids":[%q,%q]}`, hook, hook))
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	id := r.body["id"].(string)
+	require.Equal(t, []any{hook}, r.body["webhook_ids"], "webhook ids are deduplicated")
+	require.Equal(t, "percent", r.body["unit"])
+	require.Equal(t, 60.0, r.body["resolve_after_seconds"], "the default hold")
+	require.Equal(t, "ok", r.body["state"].(map[string]any)["status"])
+
+	require.Eventually(t, func() bool {
+		g := a.do("GET", "/v1/alert-rules/"+id, "")
+		return g.body["state"].(map[string]any)["live"] == true
+	}, 30*time.Second, 50*time.Millisecond, "the rule's workflow answers")
+
+	// A change goes through the workflow's update: checked, then applied.
+	bad := a.do("PATCH", "/v1/alert-rules/"+id, `{"threshold":0}`)
+	require.Equal(t, http.StatusBadRequest, bad.status, bad.raw)
+	require.Equal(t, "threshold", bad.errorField())
+	bad = a.do("PATCH", "/v1/alert-rules/"+id, `{"type":"no_signals"}`)
+	require.Equal(t, "type", bad.errorField(), bad.raw)
+	bad = a.do("PATCH", "/v1/alert-rules/"+id, `{"webhook_ids":[]}`)
+	require.Equal(t, "webhook_ids", bad.errorField(), bad.raw)
+
+	// Moved to an inactive webhook only, the rule says its alerts go nowhere.
+	p := a.do("PATCH", "/v1/alert-rules/"+id, fmt.Sprintf(`{"threshold":7.5,"webhook_ids":[%q]}`, idle))
+	require.Equal(t, http.StatusOK, p.status, p.raw)
+	require.Equal(t, 7.5, p.body["threshold"])
+	require.Equal(t, 0.0, p.body["active_webhooks"])
+	require.Contains(t, p.body["warnings"], "all of the rule's webhooks are inactive: its alerts go nowhere")
+	require.Equal(t, true, p.body["state"].(map[string]any)["live"])
+	g := a.do("GET", "/v1/alert-rules/"+id, "")
+	require.Equal(t, 7.5, g.body["threshold"], "the store holds the change")
+
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/alert-rules/"+id, "").status)
+	require.Equal(t, http.StatusNotFound, a.do("GET", "/v1/alert-rules/"+id, "").status)
+	require.Equal(t, http.StatusNotFound, a.do("DELETE", "/v1/alert-rules/"+id, "").status)
+	require.Equal(t, http.StatusNotFound, a.do("GET", "/v1/alert-rules/rule_x", "").status)
+}
+
+func TestServices_BadInputNamesTheField(t *testing.T) {
+	a := newAPI(t)
+	cases := []struct{ body, field string }{
+		{`{"health_url":"http://127.0.0.1:9/health"}`, "name"},
+		{`{"name":"Inspector","health_url":"http://127.0.0.1:9/health"}`, "name"},
+		{`{"name":"inspector"}`, "health_url"},
+		{`{"name":"inspector","health_url":"ftp://x/health"}`, "health_url"},
+		{`{"name":"inspector","health_url":"/health"}`, "health_url"},
+		{`{"name":"inspector","health_url":"http://u:p@127.0.0.1/health"}`, "health_url"},
+		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":0}`, "check_interval_seconds"},
+		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":1.5}`, "check_interval_seconds"},
+		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":100000}`, "check_interval_seconds"},
+	}
+	for _, c := range cases {
+		r := a.do("POST", "/v1/services", c.body)
+		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", c.body, r.raw)
+		require.Equal(t, c.field, r.errorField(), "%s: %s", c.body, r.raw)
+	}
+
+	ok := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/health"}`)
+	require.Equal(t, http.StatusCreated, ok.status, ok.raw)
+	require.Equal(t, 10.0, ok.body["check_interval_seconds"])
+	dup := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/other"}`)
+	require.Equal(t, http.StatusConflict, dup.status, dup.raw)
+	// Nothing listens there: the monitor finds it down.
+	require.Eventually(t, func() bool {
+		return a.do("GET", "/v1/services/inspector", "").body["status"] == "down"
+	}, 30*time.Second, 50*time.Millisecond)
+	list := a.do("GET", "/v1/services", "")
+	require.Len(t, list.body["items"], 1)
+	require.Equal(t, http.StatusNotFound, a.do("GET", "/v1/services/ghost", "").status)
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/services/inspector", "").status)
+	require.Equal(t, http.StatusNotFound, a.do("DELETE", "/v1/services/inspector", "").status)
+}
+
+func TestPortfolio_SnapshotsAndDrawdown(t *testing.T) {
+	a := newAPI(t)
+	require.Equal(t, http.StatusNotFound, a.do("GET", "/v1/portfolio", "").status)
+	for body, field := range map[string]string{
+		`{}`:                                     "equity",
+		`{"equity":-1}`:                          "equity",
+		`{"equity":"100"}`:                       "equity",
+		`{"equity":null}`:                        "equity",
+		`{"equity":1e400}`:                       "equity",
+		`{"equity":100,"timestamp":"yesterday"}`: "timestamp",
+	} {
+		r := a.do("POST", "/v1/portfolio/snapshots", body)
+		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", body, r.raw)
+		require.Equal(t, field, r.errorField(), "%s: %s", body, r.raw)
+	}
+	for _, e := range []string{"1000", "1200", "900"} {
+		r := a.do("POST", "/v1/portfolio/snapshots", `{"equity":`+e+`}`)
+		require.Equal(t, http.StatusCreated, r.status, r.raw)
+	}
+	// An older snapshot raises nothing but the peak would; it does not
+	// replace the current equity.
+	r := a.do("POST", "/v1/portfolio/snapshots", `{"equity":800,"timestamp":"2020-01-01T00:00:00Z"}`)
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	p := a.do("GET", "/v1/portfolio", "")
+	require.Equal(t, 900.0, p.body["equity"])
+	require.Equal(t, 1200.0, p.body["peak"])
+	require.Equal(t, 25.0, p.body["drawdown_percent"])
+}
