@@ -283,8 +283,9 @@ func TestDrawdown_FiresOnSnapshotAndResolvesAfterHold(t *testing.T) {
 			OnComplete: func(_ any, err error) { require.NoError(t, err) },
 		}, next)
 	})
-	r.at(3*time.Minute+time.Millisecond, func() {
+	r.at(3*time.Minute+30*time.Second, func() {
 		r.requireAlerts("1.triggered", "1.resolved", "2.triggered")
+		require.Equal(t, ruleStart.Add(3*time.Minute), r.view().State.Since.UTC(), "fired on the change")
 	})
 	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 4*time.Minute))
 	r.requireFanOuts("1.triggered", "1.resolved", "2.triggered", "2.resolved")
