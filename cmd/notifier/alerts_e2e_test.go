@@ -11,6 +11,7 @@ import (
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/internal/testenv"
+	"github.com/barfinex/notifier/workflows"
 )
 
 type ruleOut struct {
@@ -115,6 +116,16 @@ func TestEndToEnd_NoSignalsAlert(t *testing.T) {
 	require.Equal(t, "firing", firing.State.Status)
 	require.Equal(t, 1, firing.State.Episode)
 
+	// The process restarts while the alert fires: the rule's state is the
+	// workflow's, and nothing is sent again.
+	s.stop()
+	s.start()
+	require.Eventually(t, func() bool {
+		st := s.rule(rule.ID).State
+		return st.Live && st.Status == "firing" && st.Episode == 1
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Len(t, ofType(r, notifier.EventAlertTriggered), 1)
+
 	// The strategy speaks again: the alert resolves.
 	s.publish(signal)
 	r.WaitFor(t, rule.ID+".1.resolved", 1, 30*time.Second)
@@ -124,6 +135,8 @@ func TestEndToEnd_NoSignalsAlert(t *testing.T) {
 
 	require.Equal(t, http.StatusNoContent, s.call("DELETE", "/v1/alert-rules/"+rule.ID, nil, nil))
 	require.Equal(t, http.StatusNotFound, s.call("GET", "/v1/alert-rules/"+rule.ID, nil, nil))
+	require.NoError(t, waitWorkflow(t, workflows.RuleWorkflowID(rule.ID)))
+	captureHistory(t, "alert-no-signals", workflows.RuleWorkflowID(rule.ID))
 }
 
 func TestEndToEnd_DrawdownAlert(t *testing.T) {
@@ -160,6 +173,10 @@ func TestEndToEnd_DrawdownAlert(t *testing.T) {
 	r.WaitFor(t, rule.ID+".1.resolved", 1, 30*time.Second)
 	require.Len(t, ofType(r, notifier.EventAlertTriggered), 1)
 	require.Len(t, ofType(r, notifier.EventAlertResolved), 1)
+
+	require.Equal(t, http.StatusNoContent, s.call("DELETE", "/v1/alert-rules/"+rule.ID, nil, nil))
+	require.NoError(t, waitWorkflow(t, workflows.RuleWorkflowID(rule.ID)))
+	captureHistory(t, "alert-drawdown", workflows.RuleWorkflowID(rule.ID))
 }
 
 func TestEndToEnd_ServiceDownAlert(t *testing.T) {
@@ -207,5 +224,8 @@ func TestEndToEnd_ServiceDownAlert(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, s.call("DELETE", "/v1/alert-rules/"+rule.ID, nil, nil))
 	require.Equal(t, http.StatusNoContent, s.call("DELETE", "/v1/services/inspector", nil, nil))
 	var canceled *temporal.CanceledError
-	require.ErrorAs(t, waitWorkflow(t, "monitor_inspector"), &canceled, "the monitor ends with its service")
+	require.ErrorAs(t, waitWorkflow(t, workflows.MonitorWorkflowID("inspector")), &canceled,
+		"the monitor ends with its service")
+	captureHistory(t, "alert-service-down", workflows.RuleWorkflowID(rule.ID))
+	captureHistory(t, "service-monitor", workflows.MonitorWorkflowID("inspector"))
 }
