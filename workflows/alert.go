@@ -60,6 +60,10 @@ type RuleState struct {
 	LastSignalAt *time.Time
 	Portfolio    *notifier.Portfolio
 	Health       notifier.ServiceHealth
+	// WatchSince is when the rule began to watch its target: its creation,
+	// or the change that gave it another strategy or service. A strategy
+	// that never emitted has been silent since then.
+	WatchSince time.Time
 	// ConditionSince is when the condition of the firing episode began.
 	ConditionSince time.Time
 	// BelowSince is when a firing drawdown went back below the threshold.
@@ -160,7 +164,17 @@ func (r *ruleRun) setHandlers(ctx workflow.Context) error {
 			if err := workflow.ExecuteActivity(actx, a.SaveAlertRule, next).Get(ctx, nil); err != nil {
 				return nil, err
 			}
+			retarget := next.Target() != r.rule.Target()
 			r.rule = next
+			if retarget {
+				// What was known of the old strategy or service says nothing
+				// of the new one: start watching it from now.
+				r.st.LastSignalAt, r.st.Health = nil, notifier.ServiceHealth{}
+				r.st.WatchSince = workflow.Now(ctx)
+				if err := r.load(actx, false); err != nil {
+					return nil, err
+				}
+			}
 			r.wake.SendAsync(true)
 			return r.view(), nil
 		},
@@ -238,7 +252,10 @@ func (r *ruleRun) observe(o Observation) {
 func (r *ruleRun) condition(now time.Time) (holds bool, value float64, since time.Time) {
 	switch r.rule.Type {
 	case notifier.RuleNoSignals:
-		base := r.rule.CreatedAt
+		base := r.st.WatchSince
+		if base.IsZero() {
+			base = r.rule.CreatedAt
+		}
 		if r.st.LastSignalAt != nil {
 			base = *r.st.LastSignalAt
 		}

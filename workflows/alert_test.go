@@ -375,3 +375,25 @@ func newRuleEnvFor(t *testing.T, r *ruleEnv) *ruleEnv {
 	env.OnWorkflow(workflows.EventWorkflow, mock.Anything, mock.Anything).Return(r2.recordFanOut)
 	return r2
 }
+
+func TestNoSignals_NewStrategyIsWatchedFromTheChange(t *testing.T) {
+	r := newRuleEnv(t, notifier.AlertRule{Type: notifier.RuleNoSignals, Threshold: 5, Strategy: "alpha"})
+	r.at(2*time.Minute, func() {
+		next := r.rule
+		next.Strategy = "beta"
+		r.env.UpdateWorkflow(workflows.UpdateRuleName, "retarget", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { require.NoError(t, err) }, OnAccept: func() {},
+			OnComplete: func(_ any, err error) { require.NoError(t, err) },
+		}, next)
+	})
+	// alpha would have been silent 5 minutes at 5m; beta is watched from 2m.
+	r.at(6*time.Minute, func() { r.requireAlerts() })
+	r.at(7*time.Minute+time.Second, func() {
+		v := r.view()
+		require.Equal(t, notifier.AlertFiring, v.State.Status)
+		require.Equal(t, ruleStart.Add(7*time.Minute), v.State.Since.UTC())
+		d := alertData(t, r.requireAlerts("1.triggered")[0])
+		require.Equal(t, "beta", d.Strategy)
+	})
+	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 8*time.Minute))
+}
