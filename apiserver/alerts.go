@@ -57,7 +57,9 @@ type ruleStateJSON struct {
 	CurrentValue  float64              `json:"current_value"`
 	LastEvaluated *string              `json:"last_evaluated_at"`
 	NextCheckAt   *string              `json:"next_check_at,omitempty"`
-	Episode       int                  `json:"episode"`
+	// LastSignalAt is when a no_signals rule's strategy last emitted.
+	LastSignalAt *string `json:"last_signal_at,omitempty"`
+	Episode      int     `json:"episode"`
 	// Live says the state came from the rule's workflow just now; false, it
 	// is what the workflow recorded at its latest transition.
 	Live bool `json:"live"`
@@ -69,7 +71,9 @@ type sentAlertJSON struct {
 	At      string             `json:"at"`
 }
 
-func toRuleJSON(r *sqlstore.StoredRule, live *workflows.RuleView) *ruleJSON {
+// toRuleJSON shows a rule with its state: live, from its workflow, with the
+// current value as of now, or as recorded at its latest transition.
+func toRuleJSON(r *sqlstore.StoredRule, live *workflows.RuleView, now time.Time) *ruleJSON {
 	out := &ruleJSON{
 		ID: r.ID, Name: r.Name, Type: r.Type, Threshold: r.Threshold, Unit: r.Type.Unit(),
 		Strategy: r.Strategy, Service: r.Service, WebhookIDs: r.WebhookIDs, Active: r.Active,
@@ -88,9 +92,13 @@ func toRuleJSON(r *sqlstore.StoredRule, live *workflows.RuleView) *ruleJSON {
 				At: timeJSON(s.At)})
 		}
 		out.State.NextCheckAt = optionalTime(live.NextCheckAt)
+		out.State.LastSignalAt = optionalTime(live.Inputs.LastSignalAt)
 	}
 	out.State.Status, out.State.Since = st.Status, timeJSON(st.Since)
 	out.State.CurrentValue, out.State.Episode, out.State.Live = st.CurrentValue, st.Episode, live != nil
+	if live != nil && r.Active {
+		out.State.CurrentValue = live.ValueAt(now)
+	}
 	if !st.LastEvaluated.IsZero() {
 		out.State.LastEvaluated = optionalTime(&st.LastEvaluated)
 	}
@@ -186,7 +194,7 @@ func (s *Server) createRule(c *gin.Context) {
 		s.fail(c, "create alert rule", err)
 		return
 	}
-	c.JSON(http.StatusCreated, toRuleJSON(stored, nil))
+	c.JSON(http.StatusCreated, toRuleJSON(stored, nil, s.now()))
 }
 
 func ruleID(c *gin.Context) (string, bool) {
@@ -209,7 +217,7 @@ func (s *Server) getRule(c *gin.Context) {
 		s.fail(c, "get alert rule", err)
 		return
 	}
-	c.JSON(http.StatusOK, toRuleJSON(r, s.ruleView(ctx, id)))
+	c.JSON(http.StatusOK, toRuleJSON(r, s.ruleView(ctx, id), s.now()))
 }
 
 func (s *Server) listRules(c *gin.Context) {
@@ -233,7 +241,7 @@ func (s *Server) listRules(c *gin.Context) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			items[i] = toRuleJSON(r, s.ruleView(ctx, r.ID))
+			items[i] = toRuleJSON(r, s.ruleView(ctx, r.ID), s.now())
 		}()
 	}
 	wg.Wait()
@@ -329,7 +337,7 @@ func (s *Server) updateRule(c *gin.Context) {
 	if view.Rule.ID != "" {
 		live = &view
 	}
-	c.JSON(http.StatusOK, toRuleJSON(r, live))
+	c.JSON(http.StatusOK, toRuleJSON(r, live, s.now()))
 }
 
 func (s *Server) restartRule(ctx context.Context, r *notifier.AlertRule) error {

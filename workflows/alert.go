@@ -101,6 +101,17 @@ type RuleView struct {
 	Sent  []SentAlert
 	// NextCheckAt is when the rule's timer next wakes it, if set.
 	NextCheckAt *time.Time
+	// Inputs is what the rule knows of its target.
+	Inputs RuleState
+}
+
+// ValueAt is the value the rule watches, as it would be evaluated at now
+// with what the rule knows: minutes of silence and seconds of outage grow
+// between evaluations.
+func (v *RuleView) ValueAt(now time.Time) float64 {
+	r := &ruleRun{rule: v.Rule, st: v.Inputs}
+	_, value, _ := r.condition(now)
+	return value
 }
 
 // ruleHistoryLimit is the history length past which a rule's workflow
@@ -500,8 +511,8 @@ func (r *ruleRun) continueAsNew(ctx workflow.Context, observations workflow.Rece
 }
 
 func (r *ruleRun) view() *RuleView {
-	v := &RuleView{Rule: r.rule, State: r.st.Alert, Sent: r.st.Sent, NextCheckAt: r.nextCheck()}
-	return v
+	return &RuleView{Rule: r.rule, State: r.st.Alert, Sent: r.st.Sent, NextCheckAt: r.nextCheck(),
+		Inputs: r.st}
 }
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }

@@ -115,6 +115,7 @@ func TestEndToEnd_NoSignalsAlert(t *testing.T) {
 	firing := s.rule(rule.ID)
 	require.Equal(t, "firing", firing.State.Status)
 	require.Equal(t, 1, firing.State.Episode)
+	require.GreaterOrEqual(t, firing.State.CurrentValue, 0.1, "minutes of silence so far")
 
 	// The process restarts while the alert fires: the rule's state is the
 	// workflow's, and nothing is sent again.
