@@ -91,3 +91,27 @@ func TestServiceMonitor_AnnouncesChangesAndTellsRules(t *testing.T) {
 	require.Equal(t, []notifier.ServiceStatus{notifier.ServiceUp, notifier.ServiceDown, notifier.ServiceUp}, told)
 	require.EqualValues(t, 10, probes.Load(), "a probe every 10 s from 0 s to 90 s")
 }
+
+func TestServiceMonitor_ContinuesAsNew(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "n.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	require.NoError(t, store.CreateService(ctx, &notifier.Service{
+		Name: "advisor", HealthURL: srv.URL, CheckInterval: 10 * time.Second}))
+
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{Store: store})
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 35*time.Second)
+	env.ExecuteWorkflow(workflows.ServiceMonitorWorkflow, workflows.MonitorInput{Service: "advisor"})
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	require.Equal(t, "ServiceMonitorWorkflow", can.WorkflowType.Name)
+	svc, err := store.Service(ctx, "advisor")
+	require.NoError(t, err)
+	require.Equal(t, notifier.ServiceUp, svc.Health.Status, "the health stays in the store for the next run")
+}
