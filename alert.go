@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,6 +35,15 @@ func (t RuleType) Unit() string {
 		return "seconds"
 	}
 	return ""
+}
+
+// minThreshold is the smallest threshold each rule type takes: a silence
+// or an outage shorter than the time an evaluation takes could never be
+// told from no silence at all.
+var minThreshold = map[RuleType]float64{
+	RuleNoSignals:   0.1,
+	RuleDrawdown:    0.01,
+	RuleServiceDown: 1,
 }
 
 // maxThreshold is the largest threshold each rule type takes: a year of
@@ -135,8 +145,9 @@ func (u *AlertRuleUpdate) Apply(r *AlertRule) {
 
 var strategyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$`)
 
-// Validate checks a rule's fields and normalizes them in place: the fields
-// of other rule types are cleared, webhook ids are deduplicated.
+// Validate checks a rule's fields and normalizes them in place: webhook ids
+// are deduplicated. A rule may be left with no webhook when its webhooks
+// are deleted; a new rule needs one (the API checks).
 func (r *AlertRule) Validate() error {
 	name, err := validateName(r.Name)
 	if err != nil {
@@ -150,9 +161,8 @@ func (r *AlertRule) Validate() error {
 		}
 		return Invalid("type", "must be no_signals, drawdown_threshold or service_down")
 	}
-	if math.IsNaN(r.Threshold) || r.Threshold <= 0 || r.Threshold > max {
-		return Invalid("threshold", "must be a number of %s above 0 and at most %g",
-			r.Type.Unit(), max)
+	if min := minThreshold[r.Type]; math.IsNaN(r.Threshold) || r.Threshold < min || r.Threshold > max {
+		return Invalid("threshold", "must be a number of %s from %g to %g", r.Type.Unit(), min, max)
 	}
 	switch r.Type {
 	case RuleNoSignals:
@@ -179,9 +189,6 @@ func (r *AlertRule) Validate() error {
 		return Invalid("service", "applies to service_down rules only")
 	}
 	if r.Type == RuleDrawdown {
-		if r.ResolveAfter == 0 {
-			r.ResolveAfter = DefaultResolveAfter
-		}
 		if r.ResolveAfter < 0 || r.ResolveAfter > MaxResolveAfter {
 			return Invalid("resolve_after_seconds", "must be between 0 and %d",
 				int(MaxResolveAfter/time.Second))
@@ -198,15 +205,11 @@ func (r *AlertRule) Validate() error {
 }
 
 func validateRuleWebhooks(ids []string) ([]string, error) {
-	if len(ids) == 0 {
-		return nil, Invalid("webhook_ids", "must name at least one webhook: "+
-			"a rule's alerts go only to its webhooks")
-	}
 	if len(ids) > MaxRuleWebhooks {
 		return nil, Invalid("webhook_ids", "must name at most %d webhooks", MaxRuleWebhooks)
 	}
 	seen := map[string]bool{}
-	var out []string
+	out := []string{}
 	for _, id := range ids {
 		if !ValidWebhookID(id) {
 			return nil, Invalid("webhook_ids", "%q is not a webhook id", truncate(id, 64))
@@ -230,6 +233,10 @@ type AlertState struct {
 	LastEvaluated time.Time
 	// Episode counts the times the rule has fired.
 	Episode int
+	// ConditionSince is when the condition of the latest firing began to
+	// hold: when the silence or the outage began, or the snapshot that
+	// crossed the threshold.
+	ConditionSince time.Time
 }
 
 // Alert message formats, in the manner of "Portfolio drawdown exceeded
@@ -352,7 +359,27 @@ func validateHealthURL(raw string) error {
 	if u.Fragment != "" {
 		return Invalid(field, "must not have a fragment")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return Invalid(field, "has no valid port")
+		}
+	}
 	return nil
+}
+
+// MaskHealthURL hides the values of a health URL's query, which may hold
+// a token, for showing the URL in reads and events.
+func MaskHealthURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.RawQuery == "" {
+		return raw
+	}
+	q := u.Query()
+	for k := range q {
+		q[k] = []string{"***"}
+	}
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "%2A%2A%2A", "***")
+	return u.String()
 }
 
 // Portfolio is the account's equity, its peak and the drawdown between them.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -194,11 +195,14 @@ func (a *Activities) WatchingRules(ctx context.Context, in WatchingRulesInput) (
 
 // CheckServiceResult is what one probe of a service found.
 type CheckServiceResult struct {
+	// HealthURL is the service's health URL, its query's values masked.
 	HealthURL string
 	// Interval is the service's check interval.
 	Interval time.Duration
-	Before   notifier.ServiceHealth
-	After    notifier.ServiceHealth
+	Health   notifier.ServiceHealth
+	// Announced is the status last announced, and since when.
+	Announced      notifier.ServiceStatus
+	AnnouncedSince *time.Time
 }
 
 // CheckService probes a service's health URL once and records the result:
@@ -212,14 +216,31 @@ func (a *Activities) CheckService(ctx context.Context, name string) (*CheckServi
 		return nil, err
 	}
 	probe := a.probe(ctx, svc.HealthURL)
-	before, after, err := a.Store.RecordProbe(ctx, name, probe)
+	rec, err := a.Store.RecordProbe(ctx, name, probe)
 	if notifier.ErrorCode(err) == notifier.ENOTFOUND {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrServiceGone, nil)
 	} else if err != nil {
 		return nil, err
 	}
-	return &CheckServiceResult{HealthURL: svc.HealthURL, Interval: svc.CheckInterval,
-		Before: before, After: after}, nil
+	return &CheckServiceResult{HealthURL: notifier.MaskHealthURL(svc.HealthURL),
+		Interval: svc.CheckInterval, Health: rec.Health, Announced: rec.Announced,
+		AnnouncedSince: rec.AnnouncedSince}, nil
+}
+
+// MarkAnnouncedInput is a service's status that its monitor announced.
+type MarkAnnouncedInput struct {
+	Service string
+	Status  notifier.ServiceStatus
+	Since   *time.Time
+}
+
+// MarkAnnounced records that a service's status was announced.
+func (a *Activities) MarkAnnounced(ctx context.Context, in MarkAnnouncedInput) error {
+	err := a.Store.MarkAnnounced(ctx, in.Service, in.Status, in.Since)
+	if notifier.ErrorCode(err) == notifier.ENOTFOUND {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrServiceGone, nil)
+	}
+	return err
 }
 
 func (a *Activities) probe(ctx context.Context, url string) sqlstore.Probe {
@@ -239,6 +260,11 @@ func (a *Activities) probe(ctx context.Context, url string) sqlstore.Probe {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fail("no answer within %s", notifier.ProbeTimeout)
 	case err != nil:
+		// Without the URL, which may hold a token.
+		var urlErr *neturl.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
 		return fail("%s", capError(err.Error()))
 	}
 	defer resp.Body.Close()

@@ -140,11 +140,8 @@ func (req *ruleRequest) apply(r *notifier.AlertRule) error {
 			return notifier.Invalid("resolve_after_seconds", "must be between 0 and %d",
 				int(notifier.MaxResolveAfter.Seconds()))
 		}
-		r.ResolveAfter = time.Duration(*s * float64(time.Second))
-		if r.ResolveAfter == 0 && r.Type == notifier.RuleDrawdown {
-			// Zero means resolve at once, not the default.
-			r.ResolveAfter = time.Nanosecond
-		}
+		// Kept to the millisecond, as the store keeps it.
+		r.ResolveAfter = time.Duration(*s*1000) * time.Millisecond
 	}
 	return nil
 }
@@ -159,9 +156,13 @@ func (s *Server) createRule(c *gin.Context) {
 	if req.Type != nil {
 		rule.Type = *req.Type
 	}
-	if req.WebhookIDs == nil {
-		writeError(c, notifier.Invalid("webhook_ids", "is required: a rule's alerts go only to its webhooks"))
+	if len(req.WebhookIDs) == 0 {
+		writeError(c, notifier.Invalid("webhook_ids", "must name at least one webhook: "+
+			"a rule's alerts go only to its webhooks"))
 		return
+	}
+	if rule.Type == notifier.RuleDrawdown && req.ResolveAfterSeconds == nil {
+		rule.ResolveAfter = notifier.DefaultResolveAfter
 	}
 	if err := req.apply(&rule); err != nil {
 		writeError(c, err)
@@ -382,13 +383,19 @@ func (s *Server) updateFailed(c *gin.Context, op, id string, err error) {
 			return
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) || notifier.ErrorCode(err) == notifier.EINTERNAL {
-		s.log.Error(op, "rule_id", id, "err", err)
+	var known *notifier.Error
+	if errors.As(err, &known) {
+		writeError(c, err)
+		return
+	}
+	s.log.Error(op, "rule_id", id, "err", err)
+	if errors.Is(err, context.DeadlineExceeded) {
 		writeError(c, notifier.Errorf(notifier.EUNAVAILABLE,
 			"the rule's workflow did not answer in time; read the rule to see whether the change applied"))
 		return
 	}
-	writeError(c, err)
+	writeError(c, notifier.Errorf(notifier.EUNAVAILABLE,
+		"the rule's workflow could not take the change; read the rule to see whether it applied"))
 }
 
 func (s *Server) deleteRule(c *gin.Context) {
@@ -397,19 +404,23 @@ func (s *Server) deleteRule(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := s.store.AlertRule(ctx, id); err != nil {
+	stored, err := s.store.AlertRule(ctx, id)
+	if err != nil {
 		s.fail(c, "delete alert rule", err)
 		return
 	}
 	// The workflow resolves a firing alert, deletes the rule and ends.
 	uctx, cancel := context.WithTimeout(ctx, ruleUpdateTimeout)
 	defer cancel()
-	err := s.updateRuleWorkflow(uctx, id, workflows.DeleteRuleName, nil)
+	err = s.updateRuleWorkflow(uctx, id, workflows.DeleteRuleName, nil)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		err = s.store.DeleteAlertRule(ctx, id)
-		if notifier.ErrorCode(err) == notifier.ENOTFOUND {
-			err = nil
+		// The workflow is gone (terminated by hand): started again, it
+		// takes up the state the rule recorded, and resolves a firing
+		// alert before the rule goes.
+		err = s.restartRule(uctx, &stored.AlertRule)
+		if err == nil {
+			err = s.updateRuleWorkflow(uctx, id, workflows.DeleteRuleName, nil)
 		}
 	}
 	if err != nil {
@@ -421,25 +432,29 @@ func (s *Server) deleteRule(c *gin.Context) {
 }
 
 // observe tells each rule's workflow of news. A rule whose workflow is not
-// running reads the news from the store when it starts.
-func (s *Server) observe(ctx context.Context, rules []string, o workflows.Observation) {
+// running reads the news from the store when it starts; any other failure
+// is returned, for the caller to send the news again.
+func (s *Server) observe(ctx context.Context, rules []string, o workflows.Observation) error {
+	var failed error
 	for _, id := range rules {
 		err := s.temporal.SignalWorkflow(ctx, workflows.RuleWorkflowID(id), "", workflows.ObserveSignal, o)
-		if err != nil {
+		var notFound *serviceerror.NotFound
+		if err != nil && !errors.As(err, &notFound) {
 			s.log.Warn("signal alert rule", "rule_id", id, "err", err)
+			failed = err
 		}
 	}
+	return failed
 }
 
 // noteSignal tells the no_signals rules watching a strategy that it emitted
 // a signal, received at at.
-func (s *Server) noteSignal(ctx context.Context, strategy string, at time.Time) {
+func (s *Server) noteSignal(ctx context.Context, strategy string, at time.Time) error {
 	rules, err := s.store.RulesWatching(ctx, notifier.RuleNoSignals, strategy)
 	if err != nil {
-		s.log.Error("find no_signals rules", "strategy", strategy, "err", err)
-		return
+		return err
 	}
-	s.observe(ctx, rules, workflows.Observation{SignalAt: &at})
+	return s.observe(ctx, rules, workflows.Observation{SignalAt: &at})
 }
 
 type snapshotRequest struct {
@@ -480,6 +495,12 @@ func (s *Server) recordSnapshot(c *gin.Context) {
 			writeError(c, err)
 			return
 		}
+		// A snapshot from the future would hide every later one.
+		if t.After(at.Add(maxClockSkew)) {
+			writeError(c, notifier.Invalid("timestamp", "is more than %s ahead of this server's clock",
+				maxClockSkew))
+			return
+		}
 		at = t
 	}
 	ctx := c.Request.Context()
@@ -489,10 +510,15 @@ func (s *Server) recordSnapshot(c *gin.Context) {
 		return
 	}
 	rules, err := s.store.RulesWatching(ctx, notifier.RuleDrawdown, "")
-	if err != nil {
-		s.log.Error("find drawdown rules", "err", err)
+	if err == nil {
+		err = s.observe(ctx, rules, workflows.Observation{Portfolio: p})
 	}
-	s.observe(ctx, rules, workflows.Observation{Portfolio: p})
+	if err != nil {
+		s.log.Error("tell drawdown rules", "err", err)
+		writeError(c, notifier.Errorf(notifier.EUNAVAILABLE, "the snapshot is recorded, but the "+
+			"drawdown rules could not be told; send it again"))
+		return
+	}
 	c.JSON(http.StatusCreated, toPortfolioJSON(p))
 }
 
@@ -504,6 +530,10 @@ func (s *Server) getPortfolio(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, toPortfolioJSON(p))
 }
+
+// maxClockSkew is how far ahead of the server's clock a snapshot's
+// timestamp may be.
+const maxClockSkew = 5 * time.Minute
 
 // parseTimestamp reads an RFC 3339 time the way event timestamps are read.
 func parseTimestamp(raw string) (time.Time, error) {

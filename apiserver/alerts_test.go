@@ -2,6 +2,7 @@ package apiserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -36,6 +37,9 @@ func TestAlertRules_BadInputNamesTheField(t *testing.T) {
 		{fmt.Sprintf(`{"name":"x","type":"no_signals","threshold":5,"webhook_ids":[%q]}`, hook), "strategy"},
 		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":0,"webhook_ids":[%q]}`, hook), "threshold"},
 		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":-3,"webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":0.05,"webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":1e309,"webhook_ids":[%q]}`, hook), "threshold"},
+		{fmt.Sprintf(`{"name":"x","type":"service_down","service":"inspector","threshold":0.5,"webhook_ids":[%q]}`, hook), "threshold"},
 		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","webhook_ids":[%q]}`, hook), "threshold"},
 		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":101,"webhook_ids":[%q]}`, hook), "threshold"},
 		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":"5","webhook_ids":[%q]}`, hook), "threshold"},
@@ -110,6 +114,7 @@ func TestServices_BadInputNamesTheField(t *testing.T) {
 		{`{"name":"inspector","health_url":"ftp://x/health"}`, "health_url"},
 		{`{"name":"inspector","health_url":"/health"}`, "health_url"},
 		{`{"name":"inspector","health_url":"http://u:p@127.0.0.1/health"}`, "health_url"},
+		{`{"name":"inspector","health_url":"http://127.0.0.1:99999/health"}`, "health_url"},
 		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":0}`, "check_interval_seconds"},
 		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":1.5}`, "check_interval_seconds"},
 		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":100000}`, "check_interval_seconds"},
@@ -120,9 +125,10 @@ func TestServices_BadInputNamesTheField(t *testing.T) {
 		require.Equal(t, c.field, r.errorField(), "%s: %s", c.body, r.raw)
 	}
 
-	ok := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/health"}`)
+	ok := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/health?api_key=s3cr3t"}`)
 	require.Equal(t, http.StatusCreated, ok.status, ok.raw)
 	require.Equal(t, 10.0, ok.body["check_interval_seconds"])
+	require.Equal(t, "http://127.0.0.1:9/health?api_key=***", ok.body["health_url"], "a token in the query is masked")
 	dup := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/other"}`)
 	require.Equal(t, http.StatusConflict, dup.status, dup.raw)
 	// Nothing listens there: the monitor finds it down.
@@ -146,6 +152,7 @@ func TestPortfolio_SnapshotsAndDrawdown(t *testing.T) {
 		`{"equity":null}`:                        "equity",
 		`{"equity":1e400}`:                       "equity",
 		`{"equity":100,"timestamp":"yesterday"}`: "timestamp",
+		`{"equity":100,"timestamp":"9999-01-01T00:00:00Z"}`: "timestamp",
 	} {
 		r := a.do("POST", "/v1/portfolio/snapshots", body)
 		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", body, r.raw)
@@ -163,4 +170,63 @@ func TestPortfolio_SnapshotsAndDrawdown(t *testing.T) {
 	require.Equal(t, 900.0, p.body["equity"])
 	require.Equal(t, 1200.0, p.body["peak"])
 	require.Equal(t, 25.0, p.body["drawdown_percent"])
+}
+
+func TestAlertRules_ChangesThatMustAlwaysWork(t *testing.T) {
+	a := newAPI(t)
+	hook := a.webhook(true)
+	r := a.do("POST", "/v1/alert-rules", fmt.Sprintf(`{"name":"dd","type":"drawdown_threshold",
+		"threshold":5,"resolve_after_seconds":0,"webhook_ids":[%q]}`, hook))
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	id := r.body["id"].(string)
+	require.Equal(t, 0.0, r.body["resolve_after_seconds"], "zero is resolve at once, not the default")
+	p := a.do("PATCH", "/v1/alert-rules/"+id, `{"name":"renamed"}`)
+	require.Equal(t, http.StatusOK, p.status, p.raw)
+	require.Equal(t, 0.0, p.body["resolve_after_seconds"], "a change of another field keeps it")
+
+	// The rule's only webhook is deleted: the rule can still be changed.
+	require.NoError(t, a.store.DeleteWebhook(context.Background(), hook))
+	p = a.do("PATCH", "/v1/alert-rules/"+id, `{"active":false}`)
+	require.Equal(t, http.StatusOK, p.status, p.raw)
+	require.Contains(t, p.body["warnings"], "the rule has no webhooks left: its alerts go nowhere")
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/alert-rules/"+id, "").status)
+}
+
+func TestAlertRules_DeleteWithoutItsWorkflowResolvesFirst(t *testing.T) {
+	a := newAPI(t)
+	hook := a.webhook(true)
+	r := a.do("POST", "/v1/alert-rules", fmt.Sprintf(`{"name":"dd","type":"drawdown_threshold",
+		"threshold":5,"webhook_ids":[%q]}`, hook))
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	id := r.body["id"].(string)
+	for _, e := range []string{"1000", "900"} {
+		s := a.do("POST", "/v1/portfolio/snapshots", `{"equity":`+e+`}`)
+		require.Equal(t, http.StatusCreated, s.status, s.raw)
+	}
+	require.Eventually(t, func() bool {
+		st := a.do("GET", "/v1/alert-rules/"+id, "").body["state"].(map[string]any)
+		return st["status"] == "firing" && st["live"] == true
+	}, 30*time.Second, 50*time.Millisecond)
+
+	// Someone terminates the rule's workflow in the Web UI; the rule is
+	// then deleted.
+	require.NoError(t, devServer.Client().TerminateWorkflow(context.Background(),
+		"alert_"+id, "", "by hand"))
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/alert-rules/"+id, "").status)
+
+	ctx := context.Background()
+	trig, err := a.store.Event(ctx, id+".1.triggered")
+	require.NoError(t, err)
+	res, err := a.store.Event(ctx, id+".1.resolved")
+	require.NoError(t, err, "the firing alert is resolved before the rule goes")
+	since := func(body []byte) any {
+		env, err := notifier.ParseEnvelope(body)
+		require.NoError(t, err)
+		var d map[string]any
+		require.NoError(t, json.Unmarshal(env.Data, &d))
+		return d["since"]
+	}
+	require.Equal(t, since(trig.Body), since(res.Body), "the resolution names its trigger's episode")
+	_, err = a.store.Event(ctx, id+".2.triggered")
+	require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err), "nothing fired again")
 }

@@ -101,8 +101,12 @@ func decodeError(err error, limit int64) error {
 		if typeErr.Field == "" {
 			return notifier.Invalid("body", "must be a JSON object")
 		}
-		return notifier.Invalid(typeErr.Field, "has a %s where %s belongs",
-			typeErr.Value, jsonKind(typeErr.Type.Kind().String()))
+		kind := jsonKind(typeErr.Type.Kind().String())
+		if strings.HasPrefix(typeErr.Value, "number") && kind == "a number" {
+			// A number, but too large for the field: 1e309, 2^64.
+			return notifier.Invalid(typeErr.Field, "is out of range")
+		}
+		return notifier.Invalid(typeErr.Field, "has a %s where %s belongs", typeErr.Value, kind)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return notifier.Invalid(field, "is not a known field")

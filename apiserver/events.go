@@ -75,7 +75,11 @@ func (s *Server) publishEvent(c *gin.Context) {
 	}
 
 	if strategy := notifier.SignalStrategy(ev); strategy != "" {
-		s.noteSignal(ctx, strategy, stored.CreatedAt)
+		if err := s.noteSignal(ctx, strategy, stored.CreatedAt); err != nil {
+			s.log.Error("tell no_signals rules", "event_id", stored.ID, "err", err)
+			notQueued(c, stored.ID)
+			return
+		}
 	}
 
 	// The event workflow's id follows from the event's, so a repeated
@@ -94,12 +98,7 @@ func (s *Server) publishEvent(c *gin.Context) {
 	alreadyStarted := errors.As(err, &started)
 	if err != nil && !alreadyStarted {
 		s.log.Error("start event workflow", "event_id", stored.ID, "err", err)
-		// The event is stored: the same id, published again, delivers it.
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{
-			"code":     notifier.EUNAVAILABLE,
-			"message":  "the event could not be queued for delivery; publish it again with the same id",
-			"event_id": stored.ID,
-		}})
+		notQueued(c, stored.ID)
 		return
 	}
 	if created {
@@ -116,4 +115,14 @@ func (s *Server) publishEvent(c *gin.Context) {
 
 func (s *Server) eventTypes(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"items": notifier.EventTypes(), "next_cursor": ""})
+}
+
+// notQueued answers for a stored event whose delivery, or whose news to
+// alert rules, could not be started: the same id, published again, does it.
+func notQueued(c *gin.Context, eventID string) {
+	c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{
+		"code":     notifier.EUNAVAILABLE,
+		"message":  "the event could not be queued for delivery; publish it again with the same id",
+		"event_id": eventID,
+	}})
 }

@@ -33,7 +33,7 @@ type serviceJSON struct {
 
 func toServiceJSON(svc *notifier.Service) *serviceJSON {
 	return &serviceJSON{
-		Name: svc.Name, HealthURL: svc.HealthURL,
+		Name: svc.Name, HealthURL: notifier.MaskHealthURL(svc.HealthURL),
 		CheckIntervalSeconds: svc.CheckInterval.Seconds(),
 		Status:               svc.Health.Status, Since: optionalTime(svc.Health.Since),
 		LastCheckedAt: optionalTime(svc.Health.LastChecked), LastError: svc.Health.LastError,

@@ -16,7 +16,7 @@ import (
 // store keeps what the workflow recorded at its latest transition.
 
 const ruleColumns = `id, name, type, threshold, strategy, service, active, resolve_after_ms,
-	status, status_since, current_value, episode, created_at, updated_at`
+	status, status_since, condition_since, current_value, episode, created_at, updated_at`
 
 // StoredRule is an alert rule with the state its workflow last recorded.
 type StoredRule struct {
@@ -182,11 +182,11 @@ func scanRule(row scanner) (*StoredRule, error) {
 		typ, status           string
 		active                int
 		resolveAfter          int64
-		since                 sql.NullString
+		since, condSince      sql.NullString
 		createdAt, updatedAtS string
 	)
 	err := row.Scan(&r.ID, &r.Name, &typ, &r.Threshold, &r.Strategy, &r.Service, &active,
-		&resolveAfter, &status, &since, &r.State.CurrentValue, &r.State.Episode,
+		&resolveAfter, &status, &since, &condSince, &r.State.CurrentValue, &r.State.Episode,
 		&createdAt, &updatedAtS)
 	if err != nil {
 		return nil, err
@@ -198,6 +198,11 @@ func scanRule(row scanner) (*StoredRule, error) {
 		return nil, err
 	} else if t != nil {
 		r.State.Since = *t
+	}
+	if t, err := parseNullTime(condSince); err != nil {
+		return nil, err
+	} else if t != nil {
+		r.State.ConditionSince = *t
 	}
 	if r.CreatedAt, err = parseTime(createdAt); err != nil {
 		return nil, err
@@ -287,9 +292,9 @@ func (s *Store) RecordAlert(ctx context.Context, ruleID string, a *Alert,
 		}
 		created = true
 		_, err = tx.ExecContext(ctx, `UPDATE alert_rules SET status = ?, status_since = ?,
-			current_value = ?, episode = ? WHERE id = ? AND episode <= ?`,
-			string(a.State.Status), formatTime(a.State.Since), a.State.CurrentValue,
-			a.State.Episode, ruleID, a.State.Episode)
+			condition_since = ?, current_value = ?, episode = ? WHERE id = ? AND episode <= ?`,
+			string(a.State.Status), formatTime(a.State.Since), formatTime(a.State.ConditionSince),
+			a.State.CurrentValue, a.State.Episode, ruleID, a.State.Episode)
 		return err
 	})
 	return created, err
@@ -422,14 +427,18 @@ func (s *Store) Services(ctx context.Context, limit int, after string) ([]*notif
 	return svcs, svcs[limit-1].Name, nil
 }
 
-func scanService(row scanner) (*notifier.Service, error) {
+// scanService reads a row of serviceColumns, and of extra columns after
+// them into extra.
+func scanService(row scanner, extra ...any) (*notifier.Service, error) {
 	var (
 		svc                   notifier.Service
 		interval              int64
 		status, created       string
 		since, checked, lastE sql.NullString
 	)
-	err := row.Scan(&svc.Name, &svc.HealthURL, &interval, &status, &since, &checked, &lastE, &created)
+	dest := append([]any{&svc.Name, &svc.HealthURL, &interval, &status, &since, &checked, &lastE,
+		&created}, extra...)
+	err := row.Scan(dest...)
 	if err != nil {
 		return nil, err
 	}
@@ -473,37 +482,62 @@ type Probe struct {
 	At      time.Time
 }
 
-// RecordProbe records a probe of a service and returns its health before
-// and after. The status changes only when the probe disagrees with it, and
-// the first probe of a new service sets it.
-func (s *Store) RecordProbe(ctx context.Context, name string, p Probe) (
-	before, after notifier.ServiceHealth, err error) {
+// ProbeRecord is a service's health after a probe, with what its monitor
+// last announced.
+type ProbeRecord struct {
+	Health notifier.ServiceHealth
+	// Announced is the status the monitor last announced, and since when;
+	// a Health.Status that differs is yet to be announced.
+	Announced      notifier.ServiceStatus
+	AnnouncedSince *time.Time
+}
+
+// RecordProbe records a probe of a service. The status changes only when
+// the probe disagrees with it, and the first probe of a new service sets
+// it.
+func (s *Store) RecordProbe(ctx context.Context, name string, p Probe) (*ProbeRecord, error) {
 	status := notifier.ServiceDown
 	if p.Healthy {
 		status = notifier.ServiceUp
 	}
-	err = s.inTx(ctx, func(tx txConn) error {
-		svc, err := scanService(tx.QueryRowContext(ctx,
-			`SELECT `+serviceColumns+` FROM services WHERE name = ?`, name))
+	var rec ProbeRecord
+	err := s.inTx(ctx, func(tx txConn) error {
+		var announced string
+		var announcedSince sql.NullString
+		svc, err := scanService(tx.QueryRowContext(ctx, `SELECT `+serviceColumns+`,
+			announced_status, announced_since FROM services WHERE name = ?`, name),
+			&announced, &announcedSince)
 		if isNoRows(err) {
 			return notFound("service", name)
 		} else if err != nil {
 			return err
 		}
-		before = svc.Health
-		after = before
-		after.LastChecked, after.LastError = &p.At, p.Error
-		if before.Status != status {
-			after.Status, after.Since = status, &p.At
+		rec.Announced = notifier.ServiceStatus(announced)
+		if rec.AnnouncedSince, err = parseNullTime(announcedSince); err != nil {
+			return err
+		}
+		rec.Health = svc.Health
+		rec.Health.LastChecked, rec.Health.LastError = &p.At, p.Error
+		if svc.Health.Status != status {
+			rec.Health.Status, rec.Health.Since = status, &p.At
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE services SET status = ?, status_since = ?,
 			last_checked_at = ?, last_error = ? WHERE name = ?`,
-			string(after.Status), nullTime(after.Since), formatTime(p.At),
+			string(rec.Health.Status), nullTime(rec.Health.Since), formatTime(p.At),
 			nullString(p.Error), name)
 		return err
 	})
 	if err != nil {
-		return before, after, fmt.Errorf("record probe of %s: %w", name, err)
+		return nil, fmt.Errorf("record probe of %s: %w", name, err)
 	}
-	return before, after, nil
+	return &rec, nil
+}
+
+// MarkAnnounced records that a service's status, entered at since, was
+// announced.
+func (s *Store) MarkAnnounced(ctx context.Context, name string, status notifier.ServiceStatus,
+	since *time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE services SET announced_status = ?, announced_since = ?
+		WHERE name = ?`, string(status), nullTime(since), name)
+	return touchedOne(res, err, "service", name)
 }

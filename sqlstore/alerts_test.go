@@ -135,17 +135,20 @@ func TestSignalsPortfolioServices(t *testing.T) {
 			CheckInterval: 10 * time.Second}
 		require.NoError(t, s.CreateService(ctx, svc))
 		require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(s.CreateService(ctx, svc)))
-		before, after, err := s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0, Error: "answered 502"})
+		rec, err := s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0, Error: "answered 502"})
 		require.NoError(t, err)
-		require.Equal(t, notifier.ServiceUnknown, before.Status)
-		require.Equal(t, notifier.ServiceDown, after.Status)
-		require.Equal(t, t0, *after.Since)
-		_, after, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0.Add(time.Minute), Error: "x"})
+		require.Equal(t, notifier.ServiceDown, rec.Health.Status)
+		require.Equal(t, t0, *rec.Health.Since)
+		require.Equal(t, notifier.ServiceUnknown, rec.Announced, "not announced yet")
+		require.NoError(t, s.MarkAnnounced(ctx, "inspector", notifier.ServiceDown, rec.Health.Since))
+		rec, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0.Add(time.Minute), Error: "x"})
 		require.NoError(t, err)
-		require.Equal(t, t0, *after.Since, "still down since the first failure")
-		_, after, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0.Add(2 * time.Minute), Healthy: true})
+		require.Equal(t, t0, *rec.Health.Since, "still down since the first failure")
+		require.Equal(t, notifier.ServiceDown, rec.Announced)
+		require.Equal(t, t0, *rec.AnnouncedSince)
+		rec, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0.Add(2 * time.Minute), Healthy: true})
 		require.NoError(t, err)
-		require.Equal(t, notifier.ServiceUp, after.Status)
+		require.Equal(t, notifier.ServiceUp, rec.Health.Status)
 
 		rule := &notifier.AlertRule{Name: "down", Type: notifier.RuleServiceDown, Service: "inspector",
 			Threshold: 5, Active: true, WebhookIDs: []string{newHook(t, s, true)}}
@@ -154,7 +157,7 @@ func TestSignalsPortfolioServices(t *testing.T) {
 			"a watched service stays")
 		require.NoError(t, s.DeleteAlertRule(ctx, rule.ID))
 		require.NoError(t, s.DeleteService(ctx, "inspector"))
-		_, _, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0})
+		_, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0})
 		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
 	})
 }

@@ -122,12 +122,13 @@ var ruleHistoryLimit = 2000
 func AlertRuleWorkflow(ctx workflow.Context, in RuleInput) error {
 	ctx = workflow.WithActivityOptions(ctx, bookkeeping)
 	r := &ruleRun{rule: in.Rule, wake: workflow.NewBufferedChannel(ctx, 1)}
+	// Handlers first: an update sent as the workflow starts finds them.
+	if err := r.setHandlers(ctx); err != nil {
+		return err
+	}
 	if in.State != nil {
 		r.st = *in.State
 	} else if err := r.load(ctx, true); err != nil {
-		return err
-	}
-	if err := r.setHandlers(ctx); err != nil {
 		return err
 	}
 	observations := workflow.GetSignalChannel(ctx, ObserveSignal)
@@ -138,6 +139,7 @@ func AlertRuleWorkflow(ctx workflow.Context, in RuleInput) error {
 		if err := r.evaluate(ctx); err != nil {
 			return err
 		}
+		r.evaluations++
 		if r.deleting {
 			continue
 		}
@@ -156,6 +158,9 @@ type ruleRun struct {
 	wake     workflow.Channel
 	deleting bool
 	deleted  bool
+	// evaluations counts the main loop's evaluations, so that an update
+	// can answer with the state its change led to.
+	evaluations int
 	// timer wakes the rule at timerAt; a timer made obsolete by new input
 	// is left to fire, which costs one needless evaluation and no events.
 	timer   workflow.Future
@@ -186,7 +191,11 @@ func (r *ruleRun) setHandlers(ctx workflow.Context) error {
 					return nil, err
 				}
 			}
+			n := r.evaluations
 			r.wake.SendAsync(true)
+			if err := workflow.Await(ctx, func() bool { return r.evaluations > n || r.deleting }); err != nil {
+				return nil, err
+			}
 			return r.view(), nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, next notifier.AlertRule) error {
@@ -231,7 +240,7 @@ func (r *ruleRun) load(ctx workflow.Context, first bool) error {
 		r.st.Alert = notifier.AlertState{Status: notifier.AlertOK, Since: now}
 		if in.Recorded != nil {
 			r.st.Alert = *in.Recorded
-			r.st.ConditionSince = in.Recorded.Since
+			r.st.ConditionSince = in.Recorded.ConditionSince
 		}
 	}
 	r.observe(Observation{SignalAt: in.LastSignalAt, Portfolio: in.Portfolio, Health: &in.Health})
@@ -335,6 +344,12 @@ func (r *ruleRun) evaluate(ctx workflow.Context) error {
 		return nil
 	}
 	holds, value, _ := r.condition(now)
+	if firing && r.rule.Type == notifier.RuleNoSignals && r.st.LastSignalAt != nil &&
+		r.st.LastSignalAt.After(r.st.ConditionSince) {
+		// The strategy spoke after the silence began, however late the
+		// news came: this silence is over. A new one may fire at once.
+		holds = false
+	}
 	r.st.Alert.CurrentValue = value
 	switch {
 	case !firing && holds:
@@ -368,7 +383,7 @@ func (r *ruleRun) evaluate(ctx workflow.Context) error {
 func (r *ruleRun) fire(ctx workflow.Context, value float64, since time.Time) error {
 	now := workflow.Now(ctx)
 	state := notifier.AlertState{Status: notifier.AlertFiring, Since: now, CurrentValue: value,
-		LastEvaluated: now, Episode: r.st.Alert.Episode + 1}
+		LastEvaluated: now, Episode: r.st.Alert.Episode + 1, ConditionSince: since}
 	data := r.alertData(state.Episode, value, since, notifier.AlertMessage(&r.rule, true, value))
 	if err := r.send(ctx, notifier.EventAlertTriggered, data, state); err != nil {
 		return err
@@ -382,7 +397,7 @@ func (r *ruleRun) fire(ctx workflow.Context, value float64, since time.Time) err
 func (r *ruleRun) resolve(ctx workflow.Context, value float64, message string) error {
 	now := workflow.Now(ctx)
 	state := notifier.AlertState{Status: notifier.AlertOK, Since: now, CurrentValue: value,
-		LastEvaluated: now, Episode: r.st.Alert.Episode}
+		LastEvaluated: now, Episode: r.st.Alert.Episode, ConditionSince: r.st.ConditionSince}
 	data := r.alertData(state.Episode, value, r.st.ConditionSince, message)
 	if err := r.send(ctx, notifier.EventAlertResolved, data, state); err != nil {
 		return err

@@ -397,3 +397,23 @@ func TestNoSignals_NewStrategyIsWatchedFromTheChange(t *testing.T) {
 	})
 	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 8*time.Minute))
 }
+
+func TestNoSignals_LateNewsOfASignalResolves(t *testing.T) {
+	r := newRuleEnv(t, notifier.AlertRule{Type: notifier.RuleNoSignals, Threshold: 5, Strategy: "grid"})
+	// Firing from 5m. News of a signal received at 6m reaches the workflow
+	// only at 12m, as when its worker was down: more than the threshold
+	// after the signal, yet it ends the silence that fired.
+	r.at(12*time.Minute, func() {
+		at := ruleStart.Add(6 * time.Minute)
+		r.observe(workflows.Observation{SignalAt: &at})
+	})
+	r.at(12*time.Minute+time.Second, func() {
+		// The silence of episode 1 ended at 6m; the one since 6m has lasted
+		// six minutes, so episode 2 fires at once.
+		r.requireAlerts("1.triggered", "1.resolved", "2.triggered")
+		require.Equal(t, 2, r.view().State.Episode)
+	})
+	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 13*time.Minute))
+	evs := r.requireAlerts("1.triggered", "1.resolved", "2.triggered", "2.resolved")
+	require.Equal(t, ruleStart.Add(6*time.Minute), alertData(t, evs[2]).Since)
+}

@@ -56,8 +56,11 @@ func ServiceMonitorWorkflow(ctx workflow.Context, in MonitorInput) error {
 			workflow.GetLogger(ctx).Warn("check service", "service", in.Service, "err", err)
 		default:
 			interval = res.Interval
-			if res.Before.Status != res.After.Status {
-				if err := announce(ctx, in.Service, &res); err != nil {
+			if res.Health.Status != res.Announced {
+				err := announce(ctx, in.Service, &res)
+				if isType(err, activities.ErrServiceGone) {
+					return nil
+				} else if err != nil {
 					return err
 				}
 			}
@@ -73,27 +76,36 @@ func ServiceMonitorWorkflow(ctx workflow.Context, in MonitorInput) error {
 	}
 }
 
-// announce sends service.down or service.up for a change of health (none
-// for a new service found healthy), and tells the rules watching the
-// service.
+// announce sends service.down or service.up for a status not yet
+// announced (none for a new service found healthy), tells the rules
+// watching the service, and records the status as announced. The store
+// says what was announced, so a check whose result was recorded but not
+// announced (the monitor was interrupted between the two) is announced by
+// the next one.
 func announce(ctx workflow.Context, service string, res *activities.CheckServiceResult) error {
-	after := res.After
-	if after.Status == notifier.ServiceDown || res.Before.Status == notifier.ServiceDown {
-		typ, data := notifier.EventServiceDown, map[string]any{
-			"service": service, "health_url": res.HealthURL, "error": after.LastError,
-			"since": after.Since.UTC().Format(time.RFC3339Nano),
+	health := res.Health
+	var typ notifier.EventType
+	var data map[string]any
+	switch {
+	case health.Status == notifier.ServiceDown:
+		typ, data = notifier.EventServiceDown, map[string]any{
+			"service": service, "health_url": res.HealthURL, "error": health.LastError,
+			"since": health.Since.UTC().Format(time.RFC3339Nano),
 		}
-		if after.Status == notifier.ServiceUp {
-			typ, data = notifier.EventServiceUp, map[string]any{
-				"service": service, "health_url": res.HealthURL,
-				"down_since": res.Before.Since.UTC().Format(time.RFC3339Nano),
-			}
+	case health.Status == notifier.ServiceUp && res.Announced == notifier.ServiceDown:
+		typ, data = notifier.EventServiceUp, map[string]any{
+			"service": service, "health_url": res.HealthURL,
 		}
+		if res.AnnouncedSince != nil {
+			data["down_since"] = res.AnnouncedSince.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	if typ != "" {
 		// Named by the service and the moment of the change: one event per
 		// change, however often this step runs.
-		eventID := fmt.Sprintf("%s.%s.%d", service, after.Status, after.Since.UnixMilli())
+		eventID := fmt.Sprintf("%s.%s.%d", service, health.Status, health.Since.UnixMilli())
 		err := workflow.ExecuteActivity(ctx, a.StoreServiceEvent, activities.ServiceEventInput{
-			EventID: eventID, Type: typ, Timestamp: *after.Since, Data: data,
+			EventID: eventID, Type: typ, Timestamp: *health.Since, Data: data,
 		}).Get(ctx, nil)
 		if err != nil {
 			return err
@@ -113,7 +125,7 @@ func announce(ctx workflow.Context, service string, res *activities.CheckService
 	signals := make([]workflow.Future, len(rules))
 	for i, id := range rules {
 		signals[i] = workflow.SignalExternalWorkflow(ctx, RuleWorkflowID(id), "", ObserveSignal,
-			Observation{Health: &after})
+			Observation{Health: &health})
 	}
 	for i, f := range signals {
 		// A rule whose workflow is gone reads the health from the store
@@ -122,5 +134,7 @@ func announce(ctx workflow.Context, service string, res *activities.CheckService
 			workflow.GetLogger(ctx).Warn("tell rule", "rule_id", rules[i], "err", err)
 		}
 	}
-	return nil
+	return workflow.ExecuteActivity(ctx, a.MarkAnnounced, activities.MarkAnnouncedInput{
+		Service: service, Status: health.Status, Since: health.Since,
+	}).Get(ctx, nil)
 }

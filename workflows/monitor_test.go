@@ -115,3 +115,44 @@ func TestServiceMonitor_ContinuesAsNew(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, notifier.ServiceUp, svc.Health.Status, "the health stays in the store for the next run")
 }
+
+func TestServiceMonitor_AnnouncesWhatAnInterruptedCheckRecorded(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "n.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	require.NoError(t, store.CreateService(ctx, &notifier.Service{
+		Name: "inspector", HealthURL: srv.URL, CheckInterval: 10 * time.Second}))
+	// A check found the service down and recorded it; the monitor was then
+	// interrupted before it announced anything.
+	downAt := time.Date(2026, 3, 27, 12, 0, 0, 0, time.UTC)
+	_, err = store.RecordProbe(ctx, "inspector", sqlstore.Probe{At: downAt, Error: "answered 503"})
+	require.NoError(t, err)
+
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{Store: store})
+	var events []workflows.EventInput
+	env.OnWorkflow(workflows.EventWorkflow, mock.Anything, mock.Anything).Return(
+		func(_ workflow.Context, in workflows.EventInput) (*workflows.EventResult, error) {
+			events = append(events, in)
+			return &workflows.EventResult{}, nil
+		})
+	env.RegisterDelayedCallback(func() {
+		require.NoError(t, store.DeleteService(ctx, "inspector"))
+	}, 25*time.Second)
+	env.ExecuteWorkflow(workflows.ServiceMonitorWorkflow, workflows.MonitorInput{Service: "inspector"})
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Len(t, events, 1, "announced once, by the next check")
+	require.Equal(t, notifier.EventServiceDown, events[0].EventType)
+	ev, err := store.Event(ctx, events[0].EventID)
+	require.NoError(t, err)
+	env2, err := notifier.ParseEnvelope(ev.Body)
+	require.NoError(t, err)
+	require.Equal(t, downAt, env2.Timestamp, "dated when the service went down")
+}

@@ -16,6 +16,8 @@ CREATE TABLE alert_rules (
     -- the workflow cannot be asked
     status           TEXT NOT NULL DEFAULT 'ok',
     status_since     TEXT,
+    -- when the condition of the latest firing began to hold
+    condition_since  TEXT,
     current_value    DOUBLE PRECISION NOT NULL DEFAULT 0,
     episode          INTEGER NOT NULL DEFAULT 0,
     created_at       TEXT NOT NULL,
@@ -46,6 +48,11 @@ CREATE TABLE services (
     status_since      TEXT,
     last_checked_at   TEXT,
     last_error        TEXT,
+    -- the status the monitor last announced (service.down or service.up
+    -- sent, rules told) and since when: a status not yet announced is
+    -- announced at the next check, however the monitor was interrupted
+    announced_status  TEXT NOT NULL DEFAULT 'unknown',
+    announced_since   TEXT,
     created_at        TEXT NOT NULL
 );
 
