@@ -120,8 +120,8 @@ func faultRestartTemporal(t *testing.T) faultReport {
 	time.Sleep(5 * time.Second)
 	srv.Start(t)
 	l.faultsOver = time.Now()
-	t.Logf("stopped Temporal for 5s with %d attempts in flight and %d deliveries retrying; "+
-		"%d publishes were refused meanwhile", inFlight, retrying, l.refused.Load())
+	t.Logf("stopped Temporal for 5s with %d attempts in flight and %d deliveries retrying",
+		inFlight, retrying)
 	return l.finish(true)
 }
 
@@ -275,10 +275,13 @@ type faultLoad struct {
 	published atomic.Int64 // events the API acknowledged
 	refused   atomic.Int64 // publishes that failed and were made again
 	done      chan []string
+	quit      chan struct{} // closed when the test ends
 }
 
 func newFaultLoad(t *testing.T, api *stack, receiver func(i int) *faultReceiver) *faultLoad {
-	l := &faultLoad{t: t, api: api, events: faultEvents(t), done: make(chan []string, 1)}
+	l := &faultLoad{t: t, api: api, events: faultEvents(t), done: make(chan []string, 1),
+		quit: make(chan struct{})}
+	t.Cleanup(func() { close(l.quit) })
 	for i := range faultWebhooks {
 		r := receiver(i)
 		r.status = l.deliveryStatus
@@ -290,21 +293,40 @@ func newFaultLoad(t *testing.T, api *stack, receiver func(i int) *faultReceiver)
 	return l
 }
 
-// publishInBackground publishes the scenario's events from four publishers
-// at once. A publisher whose publish fails publishes the same event (same
-// id) again, as the API asks, until it is acknowledged.
+// publishRate is how many events a second the publishers offer, so that
+// publishing goes on for a while and a fault strikes in the middle of it.
+const publishRate = 10
+
+// publishInBackground publishes the scenario's events, publishRate a
+// second, from four publishers at once. A publisher whose publish fails
+// publishes the same event (same id) again, as the API asks, until it is
+// acknowledged.
 func (l *faultLoad) publishInBackground() {
 	ids := make([]string, l.events)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("fault-%s-%04d", strings.ToLower(l.t.Name()[len("TestFaults/"):]), i)
 	}
+	next := make(chan int)
+	go func() {
+		tick := time.NewTicker(time.Second / publishRate)
+		defer tick.Stop()
+		defer close(next)
+		for i := range ids {
+			<-tick.C
+			select {
+			case next <- i:
+			case <-l.quit:
+				return
+			}
+		}
+	}()
 	go func() {
 		var wg sync.WaitGroup
-		for p := range 4 {
+		for range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := p; i < len(ids); i += 4 {
+				for i := range next {
 					l.publishUntilAcknowledged(ids[i], i)
 				}
 			}()
@@ -317,15 +339,21 @@ func (l *faultLoad) publishInBackground() {
 func (l *faultLoad) publishUntilAcknowledged(id string, i int) {
 	body := map[string]any{"id": id, "type": "order.filled",
 		"data": map[string]any{"symbol": "BTCUSDT", "qty": i}}
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
+	deadline := time.After(3 * time.Minute)
+	for {
 		code, err := l.api.try("POST", "/v1/events", body, nil)
 		if err == nil && code == http.StatusAccepted {
 			l.published.Add(1)
 			return
 		}
 		l.refused.Add(1)
-		time.Sleep(250 * time.Millisecond) // the publisher's own backoff
+		select { // the publisher's own backoff
+		case <-time.After(250 * time.Millisecond):
+		case <-deadline:
+			return
+		case <-l.quit:
+			return
+		}
 	}
 }
 
@@ -335,7 +363,7 @@ func (l *faultLoad) publishUntilAcknowledged(id string, i int) {
 func (l *faultLoad) waitForTrouble() {
 	l.t.Helper()
 	require.Eventually(l.t, func() bool {
-		return l.published.Load() >= int64(l.events/3) && l.inFlight() > 0 && l.retrying() > 0
+		return l.published.Load() >= int64(l.events/3) && l.inFlight() >= 2 && l.retrying() >= 2
 	}, 2*time.Minute, 20*time.Millisecond, "no attempts in flight and retries pending together")
 }
 
@@ -448,6 +476,11 @@ func (l *faultLoad) finish(processFaults bool) faultReport {
 			r := l.receivers[i]
 			copies := r.received(id)
 			accepted := r.accepted(id)
+			for _, c := range copies {
+				if c.code == 0 {
+					rep.cut++
+				}
+			}
 			d, ok := got[id]
 			switch {
 			case ok && d.Status == "succeeded" && accepted > 0:
@@ -512,6 +545,7 @@ type faultReport struct {
 	deliveries int // events × webhooks: the deliveries owed
 	delivered  int // accepted by the receiver and succeeded in the API
 	failed     int // never accepted, failed in the API after 4 attempts
+	cut        int // attempts the notifier hung up on before the answer
 	duplicated int // copies accepted beyond the first
 	lost       int // neither delivered nor failed as above
 	// afterSuccess counts copies sent after the API showed the delivery
@@ -519,11 +553,11 @@ type faultReport struct {
 	afterSuccess, unexplained int
 }
 
-const faultHeader = "scenario              events  deliveries  delivered  failed  duplicated  lost  wall"
+const faultHeader = "scenario              published  deliveries  delivered  failed  cut  duplicated  lost  wall"
 
 func (r faultReport) String() string {
-	return fmt.Sprintf("%-20s  %6d  %10d  %9d  %6d  %10d  %4d  %4.0fs", r.name, r.events,
-		r.deliveries, r.delivered, r.failed, r.duplicated, r.lost, r.wall.Seconds())
+	return fmt.Sprintf("%-20s  %9d  %10d  %9d  %6d  %3d  %10d  %4d  %4.0fs", r.name, r.events,
+		r.deliveries, r.delivered, r.failed, r.cut, r.duplicated, r.lost, r.wall.Seconds())
 }
 
 // try sends a request to the API like call, but returns a failure to reach
