@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/barfinex/notifier/internal/testenv"
 )
 
 // childRoleEnv, set in a test binary's environment, makes the binary run as
@@ -47,6 +49,7 @@ func (s *stack) startProcess() {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stdout, cmd.Stderr = &s.logs, &s.logs
+	testenv.DieWithParent(cmd)
 	require.NoError(s.t, cmd.Start())
 	s.cmd = cmd
 	done := s.done

@@ -303,6 +303,7 @@ func (s *DiskDevServer) Start(tb testing.TB) {
 	}
 	s.cmd = exec.Command(s.cli, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	DieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("start temporal dev server: %v", err)
 	}
