@@ -87,55 +87,34 @@ func TestFaults(t *testing.T) {
 // 1. The all-in-one process dies by kill -9 with attempts in flight and
 // deliveries waiting for their retry, and starts again on the same data.
 func faultKillServe(t *testing.T) faultReport {
-	srv := testenv.StartDiskDevServer(t)
-	s := startProcess(t, "serve", faultEnv(t, srv))
-	l := newFaultLoad(t, s, func(i int) *faultReceiver {
-		return &faultReceiver{maxDelay: 300 * time.Millisecond, failFirst: i%2 == 1}
+	_, s, l := serveLoad(t, slowFailingFirst)
+	l.strike("killed the serve process", func() {
+		s.kill()
+		s.start()
 	})
-	l.publishInBackground()
-
-	l.waitForTrouble()
-	inFlight, retrying := l.inFlight(), l.retrying()
-	s.kill()
-	s.start()
-	l.faultsOver = time.Now()
-	t.Logf("killed the serve process with %d attempts in flight and %d deliveries retrying",
-		inFlight, retrying)
 	return l.finish(true)
 }
 
 // 2. The Temporal dev server stops mid-load and starts again on the same
 // database file and ports; the notifier keeps running.
 func faultRestartTemporal(t *testing.T) faultReport {
-	srv := testenv.StartDiskDevServer(t)
-	s := startProcess(t, "serve", faultEnv(t, srv))
-	l := newFaultLoad(t, s, func(i int) *faultReceiver {
-		return &faultReceiver{maxDelay: 300 * time.Millisecond, failFirst: i%2 == 1}
+	srv, _, l := serveLoad(t, slowFailingFirst)
+	l.strike("stopped Temporal for 5s", func() {
+		srv.Stop(t)
+		// The outage itself: publishing and delivering go on against a
+		// server that is not there.
+		time.Sleep(5 * time.Second)
+		srv.Start(t)
 	})
-	l.publishInBackground()
-
-	l.waitForTrouble()
-	inFlight, retrying := l.inFlight(), l.retrying()
-	srv.Stop(t)
-	// The outage itself: publishing and delivering go on against a server
-	// that is not there.
-	time.Sleep(5 * time.Second)
-	srv.Start(t)
-	l.faultsOver = time.Now()
-	t.Logf("stopped Temporal for 5s with %d attempts in flight and %d deliveries retrying",
-		inFlight, retrying)
 	return l.finish(true)
 }
 
 // 3. Every receiver fails half of the attempts, at random. No process dies,
 // so nothing may arrive twice.
 func faultFlakyReceivers(t *testing.T) faultReport {
-	srv := testenv.StartDiskDevServer(t)
-	s := startProcess(t, "serve", faultEnv(t, srv))
-	l := newFaultLoad(t, s, func(int) *faultReceiver {
+	_, _, l := serveLoad(t, func(int) *faultReceiver {
 		return &faultReceiver{maxDelay: 100 * time.Millisecond, failRate: 0.5}
 	})
-	l.publishInBackground()
 	return l.finish(false)
 }
 
@@ -150,18 +129,28 @@ func faultKillOneWorker(t *testing.T) faultReport {
 	api := startProcess(t, "api", env)
 	w1 := startProcess(t, "worker", env)
 	startProcess(t, "worker", env)
-	l := newFaultLoad(t, api, func(i int) *faultReceiver {
-		return &faultReceiver{maxDelay: 300 * time.Millisecond, failFirst: i%2 == 1}
-	})
+	l := newFaultLoad(t, api, slowFailingFirst)
 	l.publishInBackground()
-
-	l.waitForTrouble()
-	inFlight, retrying := l.inFlight(), l.retrying()
-	w1.kill()
-	l.faultsOver = time.Now()
-	t.Logf("killed one of two workers with %d attempts in flight and %d deliveries retrying",
-		inFlight, retrying)
+	l.strike("killed one of two workers", w1.kill)
 	return l.finish(true)
+}
+
+// serveLoad starts a dev server, `notifier serve` on it and a load of
+// events to receivers made by receiver.
+func serveLoad(t *testing.T, receiver func(i int) *faultReceiver) (*testenv.DiskDevServer,
+	*stack, *faultLoad) {
+	srv := testenv.StartDiskDevServer(t)
+	s := startProcess(t, "serve", faultEnv(t, srv))
+	l := newFaultLoad(t, s, receiver)
+	l.publishInBackground()
+	return srv, s, l
+}
+
+// slowFailingFirst makes receivers that answer within 300 ms, every other
+// one failing each delivery's first attempt: at any moment some attempts
+// are in flight and some deliveries wait for a retry.
+func slowFailingFirst(i int) *faultReceiver {
+	return &faultReceiver{maxDelay: 300 * time.Millisecond, failFirst: i%2 == 1}
 }
 
 // faultReceiver is a webhook receiver that may answer late or fail, and
@@ -372,6 +361,17 @@ func (l *faultLoad) waitForTrouble() {
 	require.Eventually(l.t, func() bool {
 		return l.published.Load() >= int64(l.events/3) && l.inFlight() >= 2 && l.retrying() >= 2
 	}, 2*time.Minute, 20*time.Millisecond, "no attempts in flight and retries pending together")
+}
+
+// strike waits for the moment, breaks something, and notes when the fault
+// was over.
+func (l *faultLoad) strike(what string, fault func()) {
+	l.t.Helper()
+	l.waitForTrouble()
+	inFlight, retrying := l.inFlight(), l.retrying()
+	fault()
+	l.faultsOver = time.Now()
+	l.t.Logf("%s with %d attempts in flight and %d deliveries retrying", what, inFlight, retrying)
 }
 
 func (l *faultLoad) inFlight() int {
