@@ -14,7 +14,7 @@ export GOBIN := $(BIN)
 # detector; the rest run without it, which keeps `make test` quick.
 RACE_PKGS := ./activities/... ./apiserver/... ./sqlstore/... ./cmd/...
 
-.PHONY: run build test lint unit fuzz histories e2e-temporal-postgres tools clean
+.PHONY: run build test lint unit fuzz faults histories e2e-temporal-postgres tools clean
 
 ## run: start a Temporal dev server, the API and a worker (Ctrl-C stops all)
 run: build $(BIN)/temporal
@@ -44,6 +44,13 @@ FUZZTIME ?= 10s
 fuzz: $(BIN)/temporal
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -run='^$$' -fuzz=FuzzPublishEvent -fuzztime=$(FUZZTIME) ./apiserver/
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -run='^$$' -fuzz=FuzzCreateWebhook -fuzztime=$(FUZZTIME) ./apiserver/
+
+## faults: the fault suite (not part of `make test`; a few minutes): load on
+## the notifier's processes while they are killed, Temporal restarts and
+## receivers fail; prints what was published, delivered, duplicated and lost
+faults: $(BIN)/temporal
+	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal go test -count=1 -tags faults -v \
+		-timeout 30m -run '^TestFaults$$' ./cmd/notifier/
 
 ## histories: capture workflow histories from the end-to-end tests for the
 ## replay test; run after a deliberate, compatible change to a workflow

@@ -142,6 +142,20 @@ type AttemptFailure struct {
 // failure is an ErrAttemptFailed error carrying an AttemptFailure.
 func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResult, error) {
 	logger := activity.GetLogger(ctx)
+	// A retry of the activity may follow a try whose POST was accepted and
+	// logged but whose completion never reached Temporal (its worker died,
+	// or Temporal was away). That success stands: nothing is sent again.
+	if info := activity.GetInfo(ctx); info.Attempt > 1 {
+		att, err := a.loggedSuccess(ctx, in.DeliveryID, info.WorkflowExecution.RunID, in.Attempt)
+		if err != nil {
+			return nil, err
+		}
+		if att != nil {
+			logger.Info("delivery attempt already succeeded", "delivery_id", in.DeliveryID,
+				"attempt", in.Attempt)
+			return &DeliverResult{Attempt: att, Recorded: true}, nil
+		}
+	}
 	webhook, err := a.Store.Webhook(ctx, in.WebhookID)
 	switch {
 	case notifier.ErrorCode(err) == notifier.ENOTFOUND:
@@ -204,6 +218,22 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	}
 	return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, errType, nil,
 		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass, RetryAfter: att.RetryAfter})
+}
+
+// loggedSuccess returns attempt number of the run runID of a delivery if
+// the log holds it as accepted, else nil.
+func (a *Activities) loggedSuccess(ctx context.Context, deliveryID, runID string,
+	number int) (*notifier.Attempt, error) {
+	atts, err := a.Store.Attempts(ctx, deliveryID)
+	if err != nil {
+		return nil, err
+	}
+	for _, att := range atts {
+		if att.RunID == runID && att.Number == number && att.OK() {
+			return att, nil
+		}
+	}
+	return nil, nil
 }
 
 // RecordAttemptInput is an attempt to log, with what it changes on its

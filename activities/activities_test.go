@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -16,14 +17,18 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/internal/testenv"
 	"github.com/barfinex/notifier/sqlstore"
+	"github.com/barfinex/notifier/workflows"
 )
 
 func post(t *testing.T, s *activities.Sender, url string) *notifier.Attempt {
@@ -531,4 +536,62 @@ func TestDeliver_ThroughChannel(t *testing.T) {
 		require.NoError(t, err)
 		require.WithinDuration(t, time.Now().Add(20*time.Second), *d.NextAttemptAt, 5*time.Second)
 	})
+}
+
+// A worker that dies after the receiver accepted an attempt and the attempt
+// was logged, but before Temporal heard of it, leaves the activity to be
+// retried: the retry finds the logged success and sends nothing again.
+func TestDeliver_RetryAfterLostCompletionSendsNothing(t *testing.T) {
+	f := newFixture(t)
+	r := testenv.NewReceiver(t)
+	in, _ := f.deliveryTo(t, r.URL(), "k", true)
+
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetWorkerOptions(worker.Options{
+		Interceptors: []interceptor.WorkerInterceptor{&loseFirstCompletion{}},
+	})
+	env.RegisterActivity(f.acts)
+	env.RegisterWorkflow(workflows.DeliveryWorkflow)
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, workflows.DeliveryInput{
+		DeliveryID: in.DeliveryID, EventID: in.EventID, EventType: in.EventType,
+		WebhookID: in.WebhookID, Retry: in.Retry,
+	})
+	require.NoError(t, env.GetWorkflowError())
+	var res workflows.DeliveryResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, notifier.DeliverySucceeded, res.Status)
+	require.Equal(t, 1, res.Attempts)
+
+	require.Len(t, r.Requests(), 1, "the receiver got the event once")
+	atts, err := f.store.Attempts(context.Background(), in.DeliveryID)
+	require.NoError(t, err)
+	require.Len(t, atts, 1)
+	require.Equal(t, 200, atts[0].StatusCode)
+}
+
+// loseFirstCompletion runs the first try of each Deliver activity and then
+// reports it failed, as if its worker had died before it could report.
+type loseFirstCompletion struct {
+	interceptor.WorkerInterceptorBase
+}
+
+func (*loseFirstCompletion) InterceptActivity(ctx context.Context,
+	next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	i := &lostCompletion{}
+	i.Next = next
+	return i
+}
+
+type lostCompletion struct {
+	interceptor.ActivityInboundInterceptorBase
+}
+
+func (i *lostCompletion) ExecuteActivity(ctx context.Context,
+	in *interceptor.ExecuteActivityInput) (any, error) {
+	res, err := i.Next.ExecuteActivity(ctx, in)
+	if info := activity.GetInfo(ctx); info.ActivityType.Name == "Deliver" && info.Attempt == 1 {
+		return nil, errors.New("worker lost before it reported")
+	}
+	return res, err
 }

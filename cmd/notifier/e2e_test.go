@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,9 @@ var devServer interface {
 // (`make e2e-temporal-postgres` runs these tests on Temporal's own server on
 // PostgreSQL that way).
 func TestMain(m *testing.M) {
+	if role := os.Getenv(childRoleEnv); role != "" {
+		os.Exit(runChild(role))
+	}
 	if addr := os.Getenv("NOTIFIER_TEST_TEMPORAL_ADDRESS"); addr != "" {
 		c, err := client.Dial(client.Options{HostPort: addr})
 		if err != nil {
@@ -77,6 +81,10 @@ type stack struct {
 	cancel  context.CancelFunc
 	done    chan error
 	stopped bool
+	// proc says the stack runs in a process of its own (startProcess), cmd;
+	// otherwise it runs in the test's process.
+	proc bool
+	cmd  *exec.Cmd
 	// logs holds what the process logged; answers every API answer's body.
 	logs    testenv.SyncBuffer
 	answers testenv.SyncBuffer
@@ -99,6 +107,25 @@ func startStack(t *testing.T, extra map[string]string) *stack {
 // startRole runs the notifier in one role (serve, api or worker).
 func startRole(t *testing.T, role string, extra map[string]string) *stack {
 	t.Helper()
+	s := newStack(t, role, extra)
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// startProcess runs the notifier in one role in a process of its own, which
+// kill can end as kill -9 does.
+func startProcess(t *testing.T, role string, extra map[string]string) *stack {
+	t.Helper()
+	s := newStack(t, role, extra)
+	s.proc = true
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func newStack(t *testing.T, role string, extra map[string]string) *stack {
+	t.Helper()
 	addr := freeAddr(t)
 	env := map[string]string{
 		"NOTIFIER_HTTP_ADDR":          addr,
@@ -112,19 +139,21 @@ func startRole(t *testing.T, role string, extra map[string]string) *stack {
 	for k, v := range extra {
 		env[k] = v
 	}
-	s := &stack{t: t, role: role, base: "http://" + addr, token: env["NOTIFIER_API_TOKEN"], env: env}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
+	return &stack{t: t, role: role, base: "http://" + addr, token: env["NOTIFIER_API_TOKEN"], env: env}
 }
 
 func (s *stack) start() {
 	t := s.t
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done, s.stopped = cancel, make(chan error, 1), false
-	go func() {
-		s.done <- run(ctx, []string{s.role}, func(k string) string { return s.env[k] }, &s.logs)
-	}()
+	s.done, s.stopped = make(chan error, 1), false
+	if s.proc {
+		s.startProcess()
+	} else {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		go func() {
+			s.done <- run(ctx, []string{s.role}, func(k string) string { return s.env[k] }, &s.logs)
+		}()
+	}
 	if s.role == "worker" {
 		return
 	}
@@ -152,7 +181,11 @@ func (s *stack) stop() {
 		return
 	}
 	s.stopped = true
-	s.cancel()
+	if s.proc {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	} else {
+		s.cancel()
+	}
 	select {
 	case err := <-s.done:
 		require.NoError(s.t, err)
@@ -623,6 +656,27 @@ func TestEndToEnd_WorkerRestartMidRetry(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+deliveryID, nil, &d))
 	require.Equal(t, "succeeded", d.Status)
 	require.Equal(t, 2, d.Attempts)
+}
+
+// The process dies by kill -9 while a delivery waits for its retry: nothing
+// is shut down or flushed. The delivery waits in Temporal, and the next
+// process makes its next attempt, once.
+func TestEndToEnd_WorkerKilledMidRetry(t *testing.T) {
+	s := startProcess(t, "serve", map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "2s"})
+	r := testenv.NewReceiver(t, 200, 503, 200)
+	webhookID := s.createWebhook(r.URL(), "k", true, notifier.EventServiceDown)
+	ev := s.publish(map[string]any{"type": "service.down", "data": map[string]any{"service": "inspector"}})
+	deliveryID := notifier.DeliveryID(ev.ID, webhookID)
+	s.waitStatus(deliveryID, "retrying")
+
+	s.kill()
+	s.start()
+	d := s.waitStatus(deliveryID, "succeeded")
+	require.Equal(t, 2, d.Attempts)
+	got := r.WaitFor(t, ev.ID, 2, time.Second)
+	require.Len(t, got, 2, "the attempt after the kill was made once")
+	require.Equal(t, "2", got[1].Header.Get("X-Barfinex-Attempt"))
+	require.Equal(t, got[0].Body, got[1].Body)
 }
 
 func TestEndToEnd_SecretNeverLeaks(t *testing.T) {

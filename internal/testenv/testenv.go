@@ -11,11 +11,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -244,3 +247,125 @@ func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
+
+// DiskDevServer is a Temporal dev server run as a process of its own, with
+// its state in a database file and fixed ports, so that it can be stopped
+// and started again as the same server: a restart loses nothing.
+type DiskDevServer struct {
+	cli    string
+	dbFile string
+	ports  [3]int // frontend gRPC, HTTP API, metrics
+	log    *os.File
+	cmd    *exec.Cmd
+	done   chan error
+}
+
+// StartDiskDevServer starts a dev server on free local ports whose database
+// is a file in a temporary directory, and stops it when the test ends.
+func StartDiskDevServer(tb testing.TB) *DiskDevServer {
+	tb.Helper()
+	cli, err := TemporalCLI()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	log, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &DiskDevServer{cli: cli, dbFile: filepath.Join(dir, "temporal.db"), log: log}
+	for i := range s.ports {
+		s.ports[i] = freePort(tb)
+	}
+	tb.Cleanup(func() {
+		s.Stop(tb)
+		log.Close()
+	})
+	s.Start(tb)
+	return s
+}
+
+// FrontendHostPort returns the address of the server's gRPC frontend.
+func (s *DiskDevServer) FrontendHostPort() string {
+	return fmt.Sprintf("127.0.0.1:%d", s.ports[0])
+}
+
+// Start starts the server (again) and waits until it answers.
+func (s *DiskDevServer) Start(tb testing.TB) {
+	tb.Helper()
+	args := []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1",
+		"--port", strconv.Itoa(s.ports[0]), "--http-port", strconv.Itoa(s.ports[1]),
+		"--metrics-port", strconv.Itoa(s.ports[2]), "--db-filename", s.dbFile,
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+		"--log-level", "warn"}
+	for _, k := range workflows.SearchAttributeKeys {
+		args = append(args, "--search-attribute", k.GetName()+"=Keyword")
+	}
+	s.cmd = exec.Command(s.cli, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	DieWithParent(s.cmd)
+	if err := s.cmd.Start(); err != nil {
+		tb.Fatalf("start temporal dev server: %v", err)
+	}
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.cmd.Wait() }()
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if s.healthy() {
+			return
+		}
+		select {
+		case err := <-s.done:
+			s.cmd = nil
+			tb.Fatalf("temporal dev server exited: %v (log: %s)", err, s.log.Name())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("temporal dev server did not answer within a minute (log: %s)", s.log.Name())
+		}
+	}
+}
+
+func (s *DiskDevServer) healthy() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort: s.FrontendHostPort(), Logger: quietLogger{},
+	})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+	return err == nil
+}
+
+// Stop stops the server as Ctrl-C would and waits for it to exit; it kills
+// the server if it takes longer than half a minute. A stopped server stays
+// stopped.
+func (s *DiskDevServer) Stop(tb testing.TB) {
+	tb.Helper()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		tb.Errorf("temporal dev server did not stop within 30s; killed it")
+	}
+	s.cmd = nil
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
