@@ -102,8 +102,9 @@ func announce(ctx workflow.Context, service string, res *activities.CheckService
 	}
 	if typ != "" {
 		// Named by the service and the moment of the change: one event per
-		// change, however often this step runs.
-		eventID := fmt.Sprintf("%s.%s.%d", service, health.Status, health.Since.UnixMilli())
+		// change, however often this step runs. A service name holds no
+		// ':', so no two services' ids meet.
+		eventID := fmt.Sprintf("%s:%s:%d", service, health.Status, health.Since.UnixMilli())
 		err := workflow.ExecuteActivity(ctx, a.StoreServiceEvent, activities.ServiceEventInput{
 			EventID: eventID, Type: typ, Timestamp: *health.Since, Data: data,
 		}).Get(ctx, nil)
