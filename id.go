@@ -4,7 +4,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"fmt"
 	"regexp"
+	"strings"
+	"time"
 )
 
 // Identifier prefixes.
@@ -63,3 +66,32 @@ func NewRuleID() string { return randomID(RuleIDPrefix) }
 
 // ValidRuleID reports whether id has the form of an alert rule id.
 func ValidRuleID(id string) bool { return ruleIDPattern.MatchString(id) }
+
+// The notifier names its own events, alerts and changes of a service's
+// health, under prefixes that publishers cannot use: a published event can
+// never take the id of an alert still to come.
+const (
+	alertEventPrefix   = "alert:"
+	serviceEventPrefix = "service:"
+)
+
+// AlertEventID names the alert a rule sends when an episode fires
+// (triggered) or ends.
+func AlertEventID(ruleID string, episode int, typ EventType) string {
+	suffix := "triggered"
+	if typ == EventAlertResolved {
+		suffix = "resolved"
+	}
+	return fmt.Sprintf("%s%s:%d:%s", alertEventPrefix, ruleID, episode, suffix)
+}
+
+// ServiceEventID names the event of a service's change of health to status
+// at a moment. A service name holds no ':', so no two services' ids meet.
+func ServiceEventID(service string, status ServiceStatus, at time.Time) string {
+	return fmt.Sprintf("%s%s:%s:%d", serviceEventPrefix, service, status, at.UnixMilli())
+}
+
+// ReservedEventID reports whether id is of the notifier's own naming.
+func ReservedEventID(id string) bool {
+	return strings.HasPrefix(id, alertEventPrefix) || strings.HasPrefix(id, serviceEventPrefix)
+}

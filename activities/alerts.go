@@ -17,8 +17,14 @@ import (
 	"github.com/barfinex/notifier/sqlstore"
 )
 
-// ErrServiceGone: the monitored service was deleted; its monitor ends.
-const ErrServiceGone = "ServiceGone"
+// Application error types of the alerting activities.
+const (
+	// ErrServiceGone: the monitored service was deleted; its monitor ends.
+	ErrServiceGone = "ServiceGone"
+	// ErrInvalidRule: a rule's change cannot be saved as it is; the error's
+	// detail names the field at fault.
+	ErrInvalidRule = "InvalidRule"
+)
 
 // RuleInputs is what a rule watches, as the store has it.
 type RuleInputs struct {
@@ -135,8 +141,13 @@ func (a *Activities) RaiseAlert(ctx context.Context, in RaiseAlertInput) (bool, 
 // SaveAlertRule writes a rule's changed settings.
 func (a *Activities) SaveAlertRule(ctx context.Context, rule notifier.AlertRule) error {
 	err := a.Store.SaveAlertRule(ctx, &rule)
-	if notifier.ErrorCode(err) == notifier.ENOTFOUND {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "RuleGone", err)
+	var e *notifier.Error
+	switch {
+	case notifier.ErrorCode(err) == notifier.ENOTFOUND:
+		return temporal.NewNonRetryableApplicationError(err.Error(), "RuleGone", nil)
+	case notifier.ErrorCode(err) == notifier.EINVALID && errors.As(err, &e):
+		// A service deleted since the change was checked.
+		return temporal.NewNonRetryableApplicationError(e.Message, ErrInvalidRule, nil, e.Field)
 	}
 	return err
 }

@@ -114,35 +114,29 @@ func toRuleJSON(r *sqlstore.StoredRule, live *workflows.RuleView, now time.Time)
 	return out
 }
 
-// apply sets the request's fields on r, as a create (every field) or a
-// change (only the fields given).
-func (req *ruleRequest) apply(r *notifier.AlertRule) error {
-	if req.Name != nil {
-		r.Name = *req.Name
-	}
-	if req.Threshold != nil {
-		r.Threshold = *req.Threshold
-	}
-	if req.Strategy != nil {
-		r.Strategy = *req.Strategy
-	}
-	if req.Service != nil {
-		r.Service = *req.Service
-	}
-	if req.WebhookIDs != nil {
-		r.WebhookIDs = req.WebhookIDs
-	}
-	if req.Active != nil {
-		r.Active = *req.Active
-	}
+// update is the change the request asks for: the fields it gives.
+func (req *ruleRequest) update() (*notifier.AlertRuleUpdate, error) {
+	u := &notifier.AlertRuleUpdate{Name: req.Name, Threshold: req.Threshold, Strategy: req.Strategy,
+		Service: req.Service, WebhookIDs: req.WebhookIDs, Active: req.Active}
 	if s := req.ResolveAfterSeconds; s != nil {
 		if math.IsNaN(*s) || *s < 0 || *s > notifier.MaxResolveAfter.Seconds() {
-			return notifier.Invalid("resolve_after_seconds", "must be between 0 and %d",
+			return nil, notifier.Invalid("resolve_after_seconds", "must be between 0 and %d",
 				int(notifier.MaxResolveAfter.Seconds()))
 		}
 		// Kept to the millisecond, as the store keeps it.
-		r.ResolveAfter = time.Duration(*s*1000) * time.Millisecond
+		d := time.Duration(*s*1000) * time.Millisecond
+		u.ResolveAfter = &d
 	}
+	return u, nil
+}
+
+// apply sets the request's fields on r.
+func (req *ruleRequest) apply(r *notifier.AlertRule) error {
+	u, err := req.update()
+	if err != nil {
+		return err
+	}
+	u.Apply(r)
 	return nil
 }
 
@@ -294,16 +288,21 @@ func (s *Server) updateRule(c *gin.Context) {
 		writeError(c, notifier.Invalid("type", "cannot change; create a new rule"))
 		return
 	}
-	next := stored.AlertRule
-	next.WebhookIDs = append([]string(nil), stored.WebhookIDs...)
 	if req.WebhookIDs != nil && len(req.WebhookIDs) == 0 {
 		writeError(c, notifier.Invalid("webhook_ids", "must name at least one webhook"))
 		return
 	}
-	if err := req.apply(&next); err != nil {
+	change, err := req.update()
+	if err != nil {
 		writeError(c, err)
 		return
 	}
+	// Checked here against the rule as stored, for a quick answer; the
+	// workflow checks it again against the rule as it is when it applies
+	// the change, after any other change under way.
+	next := stored.AlertRule
+	next.WebhookIDs = append([]string(nil), stored.WebhookIDs...)
+	change.Apply(&next)
 	if err := next.Validate(); err != nil {
 		writeError(c, err)
 		return
@@ -317,7 +316,7 @@ func (s *Server) updateRule(c *gin.Context) {
 	uctx, cancel := context.WithTimeout(ctx, ruleUpdateTimeout)
 	defer cancel()
 	var view workflows.RuleView
-	err = s.updateRuleWorkflow(uctx, id, workflows.UpdateRuleName, &view, next)
+	err = s.updateRuleWorkflow(uctx, id, workflows.UpdateRuleName, &view, change)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		// The workflow is gone (terminated by hand): the rule starts again
@@ -460,6 +459,9 @@ func (s *Server) noteSignal(ctx context.Context, strategy string, at time.Time) 
 type snapshotRequest struct {
 	Equity    *float64 `json:"equity"`
 	Timestamp *string  `json:"timestamp"`
+	// ResetPeak makes this snapshot's equity the peak, as after a deposit
+	// or withdrawal, or to undo a mistaken snapshot.
+	ResetPeak bool `json:"reset_peak"`
 }
 
 type portfolioJSON struct {
@@ -495,16 +497,19 @@ func (s *Server) recordSnapshot(c *gin.Context) {
 			writeError(c, err)
 			return
 		}
-		// A snapshot from the future would hide every later one.
 		if t.After(at.Add(maxClockSkew)) {
 			writeError(c, notifier.Invalid("timestamp", "is more than %s ahead of this server's clock",
 				maxClockSkew))
 			return
 		}
-		at = t
+		// A snapshot from the future would hide every later one: it
+		// counts as taken now.
+		if t.Before(at) {
+			at = t
+		}
 	}
 	ctx := c.Request.Context()
-	p, err := s.store.RecordSnapshot(ctx, *req.Equity, at)
+	p, err := s.store.RecordSnapshot(ctx, *req.Equity, at, req.ResetPeak)
 	if err != nil {
 		s.fail(c, "record portfolio snapshot", err)
 		return

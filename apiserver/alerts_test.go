@@ -215,9 +215,9 @@ func TestAlertRules_DeleteWithoutItsWorkflowResolvesFirst(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/alert-rules/"+id, "").status)
 
 	ctx := context.Background()
-	trig, err := a.store.Event(ctx, id+".1.triggered")
+	trig, err := a.store.Event(ctx, notifier.AlertEventID(id, 1, notifier.EventAlertTriggered))
 	require.NoError(t, err)
-	res, err := a.store.Event(ctx, id+".1.resolved")
+	res, err := a.store.Event(ctx, notifier.AlertEventID(id, 1, notifier.EventAlertResolved))
 	require.NoError(t, err, "the firing alert is resolved before the rule goes")
 	since := func(body []byte) any {
 		env, err := notifier.ParseEnvelope(body)
@@ -227,6 +227,27 @@ func TestAlertRules_DeleteWithoutItsWorkflowResolvesFirst(t *testing.T) {
 		return d["since"]
 	}
 	require.Equal(t, since(trig.Body), since(res.Body), "the resolution names its trigger's episode")
-	_, err = a.store.Event(ctx, id+".2.triggered")
+	_, err = a.store.Event(ctx, notifier.AlertEventID(id, 2, notifier.EventAlertTriggered))
 	require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err), "nothing fired again")
+}
+
+func TestServices_RegisteredAgainIsMonitored(t *testing.T) {
+	a := newAPI(t)
+	for i := 0; i < 2; i++ {
+		r := a.do("POST", "/v1/services", `{"name":"advisor","health_url":"http://127.0.0.1:9/h","check_interval_seconds":1}`)
+		require.Equal(t, http.StatusCreated, r.status, r.raw)
+		require.Eventually(t, func() bool {
+			return a.do("GET", "/v1/services/advisor", "").body["status"] == "down"
+		}, 30*time.Second, 50*time.Millisecond, "round %d: the service is probed", i)
+		require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/services/advisor", "").status)
+	}
+}
+
+func TestEvents_NotifierIDsAreReserved(t *testing.T) {
+	a := newAPI(t)
+	for _, id := range []string{"alert:rule_x:1:triggered", "service:inspector:down:1"} {
+		r := a.do("POST", "/v1/events", fmt.Sprintf(`{"id":%q,"type":"order.filled","data":{"symbol":"X"}}`, id))
+		require.Equal(t, http.StatusBadRequest, r.status, r.raw)
+		require.Equal(t, "id", r.errorField())
+	}
 }

@@ -47,6 +47,10 @@ func (s *Server) publishEvent(c *gin.Context) {
 		}
 		ts = &t
 	}
+	if notifier.ReservedEventID(req.ID) {
+		writeError(c, notifier.Invalid("id", "ids starting with \"alert:\" or \"service:\" name the notifier's own events"))
+		return
+	}
 	ev, err := notifier.NewEvent(req.ID, req.Type, ts, req.Data, s.now())
 	if err != nil {
 		writeError(c, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/barfinex/notifier"
@@ -65,10 +66,14 @@ func (s *Server) createService(c *gin.Context) {
 		s.fail(c, "create service", err)
 		return
 	}
-	_, err := s.temporal.ExecuteWorkflow(ctx, workflows.MonitorStartOptions(svc.Name, s.cfg.TaskQueue),
+	// A monitor still running under the name is a deleted service's, not
+	// yet ended: this one replaces it.
+	opts := workflows.MonitorStartOptions(svc.Name, s.cfg.TaskQueue)
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING
+	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
+	_, err := s.temporal.ExecuteWorkflow(ctx, opts,
 		workflows.ServiceMonitorWorkflow, workflows.MonitorInput{Service: svc.Name})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
+	if err != nil {
 		s.log.Error("start service monitor", "service", svc.Name, "err", err)
 		if err := s.store.DeleteService(context.WithoutCancel(ctx), svc.Name); err != nil {
 			s.log.Error("delete service not monitored", "service", svc.Name, "err", err)

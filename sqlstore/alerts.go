@@ -48,14 +48,21 @@ func (s *Store) CreateAlertRule(ctx context.Context, r *notifier.AlertRule) erro
 			(id, name, type, threshold, strategy, service, active, resolve_after_ms,
 			 status, status_since, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, r.Name, string(r.Type), r.Threshold, r.Strategy, r.Service, boolInt(r.Active),
+			r.ID, r.Name, string(r.Type), r.Threshold, r.Strategy, nullString(r.Service), boolInt(r.Active),
 			r.ResolveAfter.Milliseconds(), string(notifier.AlertOK), formatTime(now),
 			formatTime(now), formatTime(now))
-		if err != nil {
+		if isForeignKeyViolation(err) {
+			return serviceGone(r.Service)
+		} else if err != nil {
 			return err
 		}
 		return setRuleWebhooks(ctx, tx, r.ID, r.WebhookIDs, true)
 	})
+}
+
+func serviceGone(name string) error {
+	return notifier.Invalid("service", "no service %q is registered; "+
+		"register it with POST /v1/services first", name)
 }
 
 // SaveAlertRule writes a changed rule's settings. Webhooks deleted since the
@@ -66,8 +73,12 @@ func (s *Store) SaveAlertRule(ctx context.Context, r *notifier.AlertRule) error 
 		res, err := tx.ExecContext(ctx, `UPDATE alert_rules SET name = ?, threshold = ?,
 			strategy = ?, service = ?, active = ?, resolve_after_ms = ?, updated_at = ?
 			WHERE id = ?`,
-			r.Name, r.Threshold, r.Strategy, r.Service, boolInt(r.Active),
+			r.Name, r.Threshold, r.Strategy, nullString(r.Service), boolInt(r.Active),
 			r.ResolveAfter.Milliseconds(), formatTime(r.UpdatedAt), r.ID)
+		if isForeignKeyViolation(err) {
+			// The service was deleted since the change was checked.
+			return serviceGone(r.Service)
+		}
 		if err := touchedOne(res, err, "alert rule", r.ID); err != nil {
 			return err
 		}
@@ -107,8 +118,7 @@ func serviceExists(ctx context.Context, q queryer, name string) error {
 		return err
 	}
 	if n == 0 {
-		return notifier.Invalid("service", "no service %q is registered; "+
-			"register it with POST /v1/services first", name)
+		return serviceGone(name)
 	}
 	return nil
 }
@@ -183,15 +193,16 @@ func scanRule(row scanner) (*StoredRule, error) {
 		active                int
 		resolveAfter          int64
 		since, condSince      sql.NullString
+		service               sql.NullString
 		createdAt, updatedAtS string
 	)
-	err := row.Scan(&r.ID, &r.Name, &typ, &r.Threshold, &r.Strategy, &r.Service, &active,
+	err := row.Scan(&r.ID, &r.Name, &typ, &r.Threshold, &r.Strategy, &service, &active,
 		&resolveAfter, &status, &since, &condSince, &r.State.CurrentValue, &r.State.Episode,
 		&createdAt, &updatedAtS)
 	if err != nil {
 		return nil, err
 	}
-	r.Type, r.Active = notifier.RuleType(typ), active == 1
+	r.Type, r.Active, r.Service = notifier.RuleType(typ), active == 1, service.String
 	r.ResolveAfter = time.Duration(resolveAfter) * time.Millisecond
 	r.State.Status = notifier.AlertStatus(status)
 	if t, err := parseNullTime(since); err != nil {
@@ -324,12 +335,25 @@ func (s *Store) LastSignal(ctx context.Context, strategy string) (*time.Time, er
 }
 
 // RecordSnapshot records the portfolio's equity at a time and returns the
-// portfolio as it now is. The peak only rises; a snapshot older than the
-// latest one can raise the peak but does not replace the current equity.
-func (s *Store) RecordSnapshot(ctx context.Context, equity float64, at time.Time) (*notifier.Portfolio, error) {
+// portfolio as it now is. The peak only rises, unless resetPeak makes this
+// equity the peak; a snapshot older than the latest one can raise the peak
+// but does not replace the current equity.
+func (s *Store) RecordSnapshot(ctx context.Context, equity float64, at time.Time,
+	resetPeak bool) (*notifier.Portfolio, error) {
 	now := formatTime(s.clock())
 	var p *notifier.Portfolio
 	err := s.inTx(ctx, func(tx txConn) error {
+		if resetPeak {
+			_, err := tx.ExecContext(ctx, `INSERT INTO portfolio (id, equity, peak, at, updated_at)
+				VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET equity = excluded.equity,
+				peak = excluded.peak, at = excluded.at, updated_at = excluded.updated_at`,
+				equity, equity, formatTime(at), now)
+			if err != nil {
+				return err
+			}
+			p, err = portfolio(ctx, tx)
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO portfolio (id, equity, peak, at, updated_at)
 			VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET
 			equity = CASE WHEN portfolio.at <= excluded.at THEN excluded.equity ELSE portfolio.equity END,
@@ -471,6 +495,11 @@ func (s *Store) DeleteService(ctx context.Context, name string) error {
 				name, rules)
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM services WHERE name = ?`, name)
+		if isForeignKeyViolation(err) {
+			// A rule began to watch it since the check above.
+			return notifier.Errorf(notifier.ECONFLICT,
+				"service %q is watched by an alert rule; delete it or point it elsewhere first", name)
+		}
 		return touchedOne(res, err, "service", name)
 	})
 }

@@ -122,14 +122,18 @@ func TestSignalsPortfolioServices(t *testing.T) {
 		require.Equal(t, notifier.ENOTFOUND, notifier.ErrorCode(err))
 		t0 := time.Date(2026, 3, 27, 12, 0, 0, 0, time.UTC)
 		for i, equity := range []float64{1000, 1250.5, 1100} {
-			_, err := s.RecordSnapshot(ctx, equity, t0.Add(time.Duration(i)*time.Minute))
+			_, err := s.RecordSnapshot(ctx, equity, t0.Add(time.Duration(i)*time.Minute), false)
 			require.NoError(t, err)
 		}
-		p, err := s.RecordSnapshot(ctx, 2000, t0.Add(-time.Hour))
+		p, err := s.RecordSnapshot(ctx, 2000, t0.Add(-time.Hour), false)
 		require.NoError(t, err)
 		require.Equal(t, notifier.Portfolio{Equity: 1100, Peak: 2000, At: t0.Add(2 * time.Minute)}, *p,
 			"an older snapshot raises the peak, not the equity")
 		require.InDelta(t, 45, p.Drawdown(), 1e-9)
+		p, err = s.RecordSnapshot(ctx, 1050, t0.Add(3*time.Minute), true)
+		require.NoError(t, err)
+		require.Equal(t, notifier.Portfolio{Equity: 1050, Peak: 1050, At: t0.Add(3 * time.Minute)}, *p,
+			"a reset makes the equity the peak")
 
 		svc := &notifier.Service{Name: "inspector", HealthURL: "http://10.0.0.5/health",
 			CheckInterval: 10 * time.Second}
@@ -155,6 +159,13 @@ func TestSignalsPortfolioServices(t *testing.T) {
 		require.NoError(t, s.CreateAlertRule(ctx, rule))
 		require.Equal(t, notifier.ECONFLICT, notifier.ErrorCode(s.DeleteService(ctx, "inspector")),
 			"a watched service stays")
+		// A rule moved to a service deleted since the move was checked.
+		require.NoError(t, s.CreateService(ctx, &notifier.Service{Name: "gone",
+			HealthURL: "http://10.0.0.6/health", CheckInterval: time.Second}))
+		require.NoError(t, s.DeleteService(ctx, "gone"))
+		moved := *rule
+		moved.Service = "gone"
+		require.Equal(t, "service", errorField(s.SaveAlertRule(ctx, &moved)))
 		require.NoError(t, s.DeleteAlertRule(ctx, rule.ID))
 		require.NoError(t, s.DeleteService(ctx, "inspector"))
 		_, err = s.RecordProbe(ctx, "inspector", sqlstore.Probe{At: t0})

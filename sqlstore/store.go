@@ -18,6 +18,7 @@ import (
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/secrets"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -243,6 +244,19 @@ func notFound(what, id string) error {
 }
 
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+// isForeignKeyViolation reports whether err is a write refused by a
+// foreign key, on either backend.
+func isForeignKeyViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23503"
+	}
+	return strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
+}
 
 // touchedOne turns a statement that changed no row into a not-found error.
 func touchedOne(res sql.Result, err error, what, id string) error {

@@ -25,8 +25,9 @@ import (
 const (
 	// ObserveSignal carries an Observation of what the rule watches.
 	ObserveSignal = "observe"
-	// UpdateRuleName changes the rule's settings: the argument is the rule
-	// as it is to be, validated before it is accepted.
+	// UpdateRuleName changes the rule's settings: the argument is a
+	// notifier.AlertRuleUpdate, checked against the rule before it is
+	// accepted and applied to the rule as it then is.
 	UpdateRuleName = "update"
 	// DeleteRuleName deletes the rule, resolving its alert if firing, and
 	// ends the workflow.
@@ -38,7 +39,7 @@ const (
 // Types of the errors with which a rule's workflow rejects an update. An
 // ErrInvalidRule error's detail names the field at fault.
 const (
-	ErrInvalidRule = "InvalidRule"
+	ErrInvalidRule = activities.ErrInvalidRule
 	ErrRuleDeleted = "RuleDeleted"
 )
 
@@ -121,7 +122,7 @@ var ruleHistoryLimit = 2000
 // AlertRuleWorkflow runs one alert rule for as long as the rule exists.
 func AlertRuleWorkflow(ctx workflow.Context, in RuleInput) error {
 	ctx = workflow.WithActivityOptions(ctx, bookkeeping)
-	r := &ruleRun{rule: in.Rule, wake: workflow.NewBufferedChannel(ctx, 1)}
+	r := &ruleRun{rule: in.Rule, wake: workflow.NewBufferedChannel(ctx, 1), mu: workflow.NewMutex(ctx)}
 	// Handlers first: an update sent as the workflow starts finds them.
 	if err := r.setHandlers(ctx); err != nil {
 		return err
@@ -133,13 +134,19 @@ func AlertRuleWorkflow(ctx workflow.Context, in RuleInput) error {
 	}
 	observations := workflow.GetSignalChannel(ctx, ObserveSignal)
 	for {
+		// One change at a time: an evaluation, a delete or an update.
+		if err := r.mu.Lock(ctx); err != nil {
+			return err
+		}
 		if r.deleting {
 			return r.delete(ctx)
 		}
-		if err := r.evaluate(ctx); err != nil {
+		err := r.evaluate(ctx)
+		r.evaluations++
+		r.mu.Unlock()
+		if err != nil {
 			return err
 		}
-		r.evaluations++
 		if r.deleting {
 			continue
 		}
@@ -155,9 +162,15 @@ type ruleRun struct {
 	rule notifier.AlertRule
 	st   RuleState
 	// wake tells the main loop that an update changed the rule.
-	wake     workflow.Channel
+	wake workflow.Channel
+	// mu lets one of the main loop and the updates change the rule and its
+	// state at a time.
+	mu       workflow.Mutex
 	deleting bool
 	deleted  bool
+	// closing is set once the run is to continue as new: updates answer
+	// without waiting for an evaluation, which the next run makes.
+	closing bool
 	// evaluations counts the main loop's evaluations, so that an update
 	// can answer with the state its change led to.
 	evaluations int
@@ -174,47 +187,13 @@ func (r *ruleRun) setHandlers(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateRuleName,
-		func(ctx workflow.Context, next notifier.AlertRule) (*RuleView, error) {
-			actx := workflow.WithActivityOptions(ctx, bookkeeping)
-			if err := workflow.ExecuteActivity(actx, a.SaveAlertRule, next).Get(ctx, nil); err != nil {
-				return nil, err
-			}
-			retarget := next.Target() != r.rule.Target()
-			r.rule = next
-			if retarget {
-				// What was known of the old strategy or service says nothing
-				// of the new one: start watching it from now.
-				r.st.LastSignalAt, r.st.Health = nil, notifier.ServiceHealth{}
-				r.st.WatchSince = workflow.Now(ctx)
-				if err := r.load(actx, false); err != nil {
-					return nil, err
-				}
-			}
-			n := r.evaluations
-			r.wake.SendAsync(true)
-			if err := workflow.Await(ctx, func() bool { return r.evaluations > n || r.deleting }); err != nil {
-				return nil, err
-			}
-			return r.view(), nil
-		},
-		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, next notifier.AlertRule) error {
-			switch {
-			case r.deleting:
+	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateRuleName, r.update,
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, u notifier.AlertRuleUpdate) error {
+			if r.deleting {
 				return temporal.NewApplicationError("the rule is being deleted", ErrRuleDeleted)
-			case next.ID != r.rule.ID:
-				return temporal.NewApplicationError("the rule's id cannot change", ErrInvalidRule, "id")
-			case next.Type != r.rule.Type:
-				return temporal.NewApplicationError("cannot change; create a new rule", ErrInvalidRule, "type")
 			}
-			if err := next.Validate(); err != nil {
-				var e *notifier.Error
-				if errors.As(err, &e) {
-					return temporal.NewApplicationError(e.Message, ErrInvalidRule, e.Field)
-				}
-				return temporal.NewApplicationError(err.Error(), ErrInvalidRule, "")
-			}
-			return nil
+			_, err := r.changed(u)
+			return err
 		}})
 	if err != nil {
 		return err
@@ -224,6 +203,92 @@ func (r *ruleRun) setHandlers(ctx workflow.Context) error {
 		r.wake.SendAsync(true)
 		return workflow.Await(ctx, func() bool { return r.deleted })
 	})
+}
+
+// changed is the rule as a change would make it, or the error that
+// refuses the change.
+func (r *ruleRun) changed(u notifier.AlertRuleUpdate) (notifier.AlertRule, error) {
+	next := r.rule
+	next.WebhookIDs = append([]string(nil), r.rule.WebhookIDs...)
+	u.Apply(&next)
+	if err := next.Validate(); err != nil {
+		var e *notifier.Error
+		if errors.As(err, &e) {
+			return next, temporal.NewApplicationError(e.Message, ErrInvalidRule, e.Field)
+		}
+		return next, temporal.NewApplicationError(err.Error(), ErrInvalidRule, "")
+	}
+	return next, nil
+}
+
+// update applies a change to the rule, after the evaluation or update
+// under way, and answers with the state the change led to. A firing alert
+// whose target or webhooks change is resolved first, as what it was and to
+// where it went, so that every trigger's resolution reaches its receivers.
+func (r *ruleRun) update(ctx workflow.Context, u notifier.AlertRuleUpdate) (*RuleView, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return nil, err
+	}
+	locked := true
+	defer func() {
+		if locked {
+			r.mu.Unlock()
+		}
+	}()
+	if r.deleting {
+		return nil, temporal.NewApplicationError("the rule is being deleted", ErrRuleDeleted)
+	}
+	// Checked again: another change may have come first.
+	next, err := r.changed(u)
+	if err != nil {
+		return nil, err
+	}
+	actx := workflow.WithActivityOptions(ctx, bookkeeping)
+	if err := workflow.ExecuteActivity(actx, a.SaveAlertRule, next).Get(ctx, nil); err != nil {
+		return nil, err
+	}
+	retarget := next.Target() != r.rule.Target()
+	if r.st.Alert.Status == notifier.AlertFiring && (retarget || !sameSet(next.WebhookIDs, r.rule.WebhookIDs)) {
+		_, value, _ := r.condition(workflow.Now(ctx))
+		if err := r.resolve(actx, value, fmt.Sprintf("Alert rule %q was changed", r.rule.Name)); err != nil {
+			return nil, err
+		}
+	}
+	r.rule = next
+	if retarget {
+		// What was known of the old strategy or service says nothing of
+		// the new one: start watching it from now.
+		r.st.LastSignalAt, r.st.Health = nil, notifier.ServiceHealth{}
+		r.st.WatchSince = workflow.Now(ctx)
+		if err := r.load(actx, false); err != nil {
+			return nil, err
+		}
+	}
+	n := r.evaluations
+	r.mu.Unlock()
+	locked = false
+	r.wake.SendAsync(true)
+	err = workflow.Await(ctx, func() bool { return r.evaluations > n || r.deleting || r.closing })
+	if err != nil {
+		return nil, err
+	}
+	return r.view(), nil
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	in := make(map[string]bool, len(a))
+	for _, x := range a {
+		in[x] = true
+	}
+	for _, x := range b {
+		if !in[x] {
+			return false
+		}
+	}
+	return true
 }
 
 // load reads what the rule watches from the store, where it is kept even
@@ -338,8 +403,8 @@ func (r *ruleRun) evaluate(ctx workflow.Context) error {
 	firing := r.st.Alert.Status == notifier.AlertFiring
 	if !r.rule.Active {
 		if firing {
-			return r.resolve(ctx, r.st.Alert.CurrentValue,
-				fmt.Sprintf("Alert rule %q was deactivated", r.rule.Name))
+			_, value, _ := r.condition(now)
+			return r.resolve(ctx, value, fmt.Sprintf("Alert rule %q was deactivated", r.rule.Name))
 		}
 		return nil
 	}
@@ -423,11 +488,7 @@ func (r *ruleRun) alertData(episode int, value float64, since time.Time, message
 // fan-out already started.
 func (r *ruleRun) send(ctx workflow.Context, typ notifier.EventType, data activities.AlertData,
 	state notifier.AlertState) error {
-	suffix := "triggered"
-	if typ == notifier.EventAlertResolved {
-		suffix = "resolved"
-	}
-	eventID := fmt.Sprintf("%s.%d.%s", r.rule.ID, state.Episode, suffix)
+	eventID := notifier.AlertEventID(r.rule.ID, state.Episode, typ)
 	err := workflow.ExecuteActivity(ctx, a.RaiseAlert, activities.RaiseAlertInput{
 		EventID: eventID, Type: typ, Timestamp: state.Since, Data: data,
 		WebhookIDs: r.rule.WebhookIDs, State: state,
@@ -502,8 +563,8 @@ func (r *ruleRun) drain(observations workflow.ReceiveChannel) {
 // the workflow once the delete update has its answer.
 func (r *ruleRun) delete(ctx workflow.Context) error {
 	if r.st.Alert.Status == notifier.AlertFiring {
-		err := r.resolve(ctx, r.st.Alert.CurrentValue,
-			fmt.Sprintf("Alert rule %q was deleted", r.rule.Name))
+		_, value, _ := r.condition(workflow.Now(ctx))
+		err := r.resolve(ctx, value, fmt.Sprintf("Alert rule %q was deleted", r.rule.Name))
 		if err != nil {
 			return err
 		}
@@ -518,8 +579,16 @@ func (r *ruleRun) delete(ctx workflow.Context) error {
 // continueAsNew hands the state to a fresh run once every observation has
 // been taken in and every update answered.
 func (r *ruleRun) continueAsNew(ctx workflow.Context, observations workflow.ReceiveChannel) error {
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+	r.closing = true
+	err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) || r.deleting })
+	if err != nil {
 		return err
+	}
+	if r.deleting {
+		if err := r.mu.Lock(ctx); err != nil {
+			return err
+		}
+		return r.delete(ctx)
 	}
 	r.drain(observations)
 	return workflow.NewContinueAsNewError(ctx, AlertRuleWorkflow, RuleInput{Rule: r.rule, State: &r.st})

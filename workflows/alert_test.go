@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,7 +98,11 @@ func (r *ruleEnv) requireAlerts(want ...string) []*sqlstore.StoredEvent {
 	var ids []string
 	for ep := 1; ep <= 5; ep++ {
 		for _, kind := range []string{"triggered", "resolved"} {
-			id := r.rule.ID + "." + itoa(ep) + "." + kind
+			typ := notifier.EventAlertTriggered
+			if kind == "resolved" {
+				typ = notifier.EventAlertResolved
+			}
+			id := notifier.AlertEventID(r.rule.ID, ep, typ)
 			ev, err := r.store.Event(context.Background(), id)
 			if notifier.ErrorCode(err) == notifier.ENOTFOUND {
 				continue
@@ -118,12 +123,15 @@ func (r *ruleEnv) requireFanOuts(want ...string) {
 	defer r.mu.Unlock()
 	var ids []string
 	for _, w := range want {
-		ids = append(ids, r.rule.ID+"."+w)
+		ep, kind, _ := strings.Cut(w, ".")
+		ids = append(ids, "alert:"+r.rule.ID+":"+ep+":"+kind)
 	}
 	require.Equal(r.t, ids, r.fanOuts, "fan-outs started")
 }
 
 func itoa(n int) string { return string(rune('0' + n)) }
+
+func ptr[T any](v T) *T { return &v }
 
 func alertData(t *testing.T, ev *sqlstore.StoredEvent) activities.AlertData {
 	t.Helper()
@@ -208,8 +216,7 @@ func TestNoSignals_FiresOnDeadlineResolvesAndFiresAgain(t *testing.T) {
 func TestNoSignals_ThresholdChangeApplies(t *testing.T) {
 	r := newRuleEnv(t, notifier.AlertRule{Type: notifier.RuleNoSignals, Threshold: 60, Strategy: "carry"})
 	r.at(10*time.Minute, func() {
-		next := r.rule
-		next.Threshold = 15
+		next := notifier.AlertRuleUpdate{Threshold: ptr(15.0)}
 		r.env.UpdateWorkflow(workflows.UpdateRuleName, "shorten", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { require.NoError(t, err) },
 			OnAccept: func() {},
@@ -221,8 +228,7 @@ func TestNoSignals_ThresholdChangeApplies(t *testing.T) {
 	})
 	// An invalid change is refused before it reaches the workflow's state.
 	r.at(11*time.Minute, func() {
-		bad := r.rule
-		bad.Threshold = -1
+		bad := notifier.AlertRuleUpdate{Threshold: ptr(-1.0)}
 		r.env.UpdateWorkflow(workflows.UpdateRuleName, "bad", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) {
 				var appErr *temporal.ApplicationError
@@ -276,8 +282,7 @@ func TestDrawdown_FiresOnSnapshotAndResolvesAfterHold(t *testing.T) {
 	})
 	// Lowering the threshold below the current drawdown fires a new episode.
 	r.at(3*time.Minute, func() {
-		next := r.rule
-		next.Threshold = 4
+		next := notifier.AlertRuleUpdate{Threshold: ptr(4.0)}
 		r.env.UpdateWorkflow(workflows.UpdateRuleName, "lower", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { require.NoError(t, err) }, OnAccept: func() {},
 			OnComplete: func(_ any, err error) { require.NoError(t, err) },
@@ -379,8 +384,7 @@ func newRuleEnvFor(t *testing.T, r *ruleEnv) *ruleEnv {
 func TestNoSignals_NewStrategyIsWatchedFromTheChange(t *testing.T) {
 	r := newRuleEnv(t, notifier.AlertRule{Type: notifier.RuleNoSignals, Threshold: 5, Strategy: "alpha"})
 	r.at(2*time.Minute, func() {
-		next := r.rule
-		next.Strategy = "beta"
+		next := notifier.AlertRuleUpdate{Strategy: ptr("beta")}
 		r.env.UpdateWorkflow(workflows.UpdateRuleName, "retarget", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { require.NoError(t, err) }, OnAccept: func() {},
 			OnComplete: func(_ any, err error) { require.NoError(t, err) },
@@ -416,4 +420,51 @@ func TestNoSignals_LateNewsOfASignalResolves(t *testing.T) {
 	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 13*time.Minute))
 	evs := r.requireAlerts("1.triggered", "1.resolved", "2.triggered", "2.resolved")
 	require.Equal(t, ruleStart.Add(6*time.Minute), alertData(t, evs[2]).Since)
+}
+
+func TestAlertRule_UpdateInFlightAtContinueAsNew(t *testing.T) {
+	r := newRuleEnv(t, notifier.AlertRule{Type: notifier.RuleNoSignals, Threshold: 5, Strategy: "grid"})
+	var answered bool
+	r.at(time.Minute, func() {
+		// The history is due to be continued just as a change arrives.
+		r.env.SetContinueAsNewSuggested(true)
+		r.env.UpdateWorkflow(workflows.UpdateRuleName, "late", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { require.NoError(t, err) }, OnAccept: func() {},
+			OnComplete: func(v any, err error) {
+				require.NoError(t, err)
+				answered = true
+			},
+		}, notifier.AlertRuleUpdate{Threshold: ptr(9.0)})
+		at := r.env.Now()
+		r.observe(workflows.Observation{SignalAt: &at})
+	})
+	r.env.ExecuteWorkflow(workflows.AlertRuleWorkflow, workflows.RuleInput{Rule: r.rule})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, r.env.GetWorkflowError(), &can)
+	require.True(t, answered, "the update is answered before the run continues as new")
+	var next workflows.RuleInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 9.0, next.Rule.Threshold, "the change goes on with the rule")
+	require.NotNil(t, next.State.LastSignalAt)
+}
+
+func TestAlertRule_ChangedWebhooksGetTheirOwnResolution(t *testing.T) {
+	r := newRuleEnv(t, notifier.AlertRule{Type: notifier.RuleNoSignals, Threshold: 5, Strategy: "grid"})
+	other := &notifier.Webhook{Name: "desk", URL: "https://hooks.example.com/y", Active: true,
+		Events: []notifier.EventType{notifier.EventOrderFilled}}
+	require.NoError(t, r.store.CreateWebhook(context.Background(), other))
+	first := r.rule.WebhookIDs
+	// Firing from 5m to the first webhook; at 6m the rule moves to another.
+	r.at(6*time.Minute, func() {
+		r.env.UpdateWorkflow(workflows.UpdateRuleName, "move", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { require.NoError(t, err) }, OnAccept: func() {},
+			OnComplete: func(_ any, err error) { require.NoError(t, err) },
+		}, notifier.AlertRuleUpdate{WebhookIDs: []string{other.ID}})
+	})
+	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 7*time.Minute))
+	evs := r.requireAlerts("1.triggered", "1.resolved", "2.triggered", "2.resolved")
+	require.Equal(t, first, evs[0].Targets)
+	require.Equal(t, first, evs[1].Targets, "the trigger's receivers get its resolution")
+	require.Equal(t, `Alert rule "watch" was changed`, alertData(t, evs[1]).Message)
+	require.Equal(t, []string{other.ID}, evs[2].Targets, "the silence goes on: the new webhook is told")
 }

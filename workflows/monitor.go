@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -90,21 +89,20 @@ func announce(ctx workflow.Context, service string, res *activities.CheckService
 	case health.Status == notifier.ServiceDown:
 		typ, data = notifier.EventServiceDown, map[string]any{
 			"service": service, "health_url": res.HealthURL, "error": health.LastError,
-			"since": health.Since.UTC().Format(time.RFC3339Nano),
+			"since": health.Since.UTC().Format(notifier.TimestampLayout),
 		}
 	case health.Status == notifier.ServiceUp && res.Announced == notifier.ServiceDown:
 		typ, data = notifier.EventServiceUp, map[string]any{
 			"service": service, "health_url": res.HealthURL,
 		}
 		if res.AnnouncedSince != nil {
-			data["down_since"] = res.AnnouncedSince.UTC().Format(time.RFC3339Nano)
+			data["down_since"] = res.AnnouncedSince.UTC().Format(notifier.TimestampLayout)
 		}
 	}
 	if typ != "" {
 		// Named by the service and the moment of the change: one event per
-		// change, however often this step runs. A service name holds no
-		// ':', so no two services' ids meet.
-		eventID := fmt.Sprintf("%s:%s:%d", service, health.Status, health.Since.UnixMilli())
+		// change, however often this step runs.
+		eventID := notifier.ServiceEventID(service, health.Status, *health.Since)
 		err := workflow.ExecuteActivity(ctx, a.StoreServiceEvent, activities.ServiceEventInput{
 			EventID: eventID, Type: typ, Timestamp: *health.Since, Data: data,
 		}).Get(ctx, nil)

@@ -98,7 +98,7 @@ func TestEndToEnd_NoSignalsAlert(t *testing.T) {
 	s.publish(signal)
 	signalled := time.Now()
 
-	got := r.WaitFor(t, rule.ID+".1.triggered", 1, time.Minute)
+	got := r.WaitFor(t, notifier.AlertEventID(rule.ID, 1, notifier.EventAlertTriggered), 1, time.Minute)
 	silence := got[0].At.Sub(signalled)
 	t.Logf("alert.triggered arrived %s after the last signal (threshold 6s)", silence)
 	require.GreaterOrEqual(t, silence, 6*time.Second, "fired before the threshold")
@@ -129,7 +129,7 @@ func TestEndToEnd_NoSignalsAlert(t *testing.T) {
 
 	// The strategy speaks again: the alert resolves.
 	s.publish(signal)
-	r.WaitFor(t, rule.ID+".1.resolved", 1, 30*time.Second)
+	r.WaitFor(t, notifier.AlertEventID(rule.ID, 1, notifier.EventAlertResolved), 1, 30*time.Second)
 	require.Len(t, ofType(r, notifier.EventAlertTriggered), 1, "exactly one alert.triggered")
 	require.Len(t, ofType(r, notifier.EventAlertResolved), 1)
 	require.Equal(t, "ok", s.rule(rule.ID).State.Status)
@@ -155,7 +155,7 @@ func TestEndToEnd_DrawdownAlert(t *testing.T) {
 	snapshot(10000)
 	snapshot(9800)
 	snapshot(9470)
-	got := r.WaitFor(t, rule.ID+".1.triggered", 1, 30*time.Second)
+	got := r.WaitFor(t, notifier.AlertEventID(rule.ID, 1, notifier.EventAlertTriggered), 1, 30*time.Second)
 	data := alertOf(t, got[0])
 	require.Equal(t, "Portfolio drawdown exceeded 5.0% (current: 5.3%)", data["message"])
 	require.Equal(t, 5.3, data["current_value"])
@@ -171,7 +171,7 @@ func TestEndToEnd_DrawdownAlert(t *testing.T) {
 	require.InDelta(t, 5.3, p.DrawdownPercent, 1e-9)
 
 	snapshot(9600) // 4 %: resolves after a second below the threshold
-	r.WaitFor(t, rule.ID+".1.resolved", 1, 30*time.Second)
+	r.WaitFor(t, notifier.AlertEventID(rule.ID, 1, notifier.EventAlertResolved), 1, 30*time.Second)
 	require.Len(t, ofType(r, notifier.EventAlertTriggered), 1)
 	require.Len(t, ofType(r, notifier.EventAlertResolved), 1)
 
@@ -204,7 +204,7 @@ func TestEndToEnd_ServiceDownAlert(t *testing.T) {
 
 	health.Answer(http.StatusServiceUnavailable)
 	down := waitType(t, r, notifier.EventServiceDown, 1)
-	triggered := r.WaitFor(t, rule.ID+".1.triggered", 1, 30*time.Second)
+	triggered := r.WaitFor(t, notifier.AlertEventID(rule.ID, 1, notifier.EventAlertTriggered), 1, 30*time.Second)
 	gap := triggered[0].At.Sub(down[0].At)
 	t.Logf("alert.triggered came %s after service.down (threshold 3s, checks every 1s)", gap)
 	require.Greater(t, gap, 2*time.Second, "fired before the threshold")
@@ -215,7 +215,7 @@ func TestEndToEnd_ServiceDownAlert(t *testing.T) {
 
 	health.Answer(http.StatusOK)
 	waitType(t, r, notifier.EventServiceUp, 1)
-	r.WaitFor(t, rule.ID+".1.resolved", 1, 30*time.Second)
+	r.WaitFor(t, notifier.AlertEventID(rule.ID, 1, notifier.EventAlertResolved), 1, 30*time.Second)
 	require.Len(t, ofType(r, notifier.EventServiceDown), 1)
 	require.Len(t, ofType(r, notifier.EventAlertTriggered), 1)
 	require.Len(t, ofType(r, notifier.EventAlertResolved), 1)

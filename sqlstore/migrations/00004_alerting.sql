@@ -3,13 +3,30 @@
 -- goes to its rule's webhooks), as a JSON list; NULL: its subscribers.
 ALTER TABLE events ADD COLUMN targets TEXT;
 
+CREATE TABLE services (
+    name              TEXT PRIMARY KEY,
+    health_url        TEXT NOT NULL,
+    check_interval_ms BIGINT NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'unknown',
+    status_since      TEXT,
+    last_checked_at   TEXT,
+    last_error        TEXT,
+    -- the status the monitor last announced (service.down or service.up
+    -- sent, rules told) and since when: a status not yet announced is
+    -- announced at the next check, however the monitor was interrupted
+    announced_status  TEXT NOT NULL DEFAULT 'unknown',
+    announced_since   TEXT,
+    created_at        TEXT NOT NULL
+);
+
 CREATE TABLE alert_rules (
     id               TEXT PRIMARY KEY,
     name             TEXT NOT NULL,
     type             TEXT NOT NULL,
     threshold        DOUBLE PRECISION NOT NULL,
     strategy         TEXT NOT NULL DEFAULT '',
-    service          TEXT NOT NULL DEFAULT '',
+    -- a service_down rule's service, which cannot be deleted while watched
+    service          TEXT REFERENCES services (name),
     active           INTEGER NOT NULL,
     resolve_after_ms BIGINT NOT NULL DEFAULT 0,
     -- what the rule's workflow recorded at its latest transition, for when
@@ -40,22 +57,6 @@ CREATE TABLE strategy_signals (
     event_id       TEXT NOT NULL
 );
 
-CREATE TABLE services (
-    name              TEXT PRIMARY KEY,
-    health_url        TEXT NOT NULL,
-    check_interval_ms BIGINT NOT NULL,
-    status            TEXT NOT NULL DEFAULT 'unknown',
-    status_since      TEXT,
-    last_checked_at   TEXT,
-    last_error        TEXT,
-    -- the status the monitor last announced (service.down or service.up
-    -- sent, rules told) and since when: a status not yet announced is
-    -- announced at the next check, however the monitor was interrupted
-    announced_status  TEXT NOT NULL DEFAULT 'unknown',
-    announced_since   TEXT,
-    created_at        TEXT NOT NULL
-);
-
 -- The portfolio: the latest equity and its high-water mark. One row.
 CREATE TABLE portfolio (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
@@ -67,8 +68,8 @@ CREATE TABLE portfolio (
 
 -- +goose Down
 DROP TABLE portfolio;
-DROP TABLE services;
 DROP TABLE strategy_signals;
 DROP TABLE alert_rule_webhooks;
 DROP TABLE alert_rules;
+DROP TABLE services;
 ALTER TABLE events DROP COLUMN targets;
