@@ -179,12 +179,7 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	if recErr != nil {
 		logger.Error("record attempt", "delivery_id", in.DeliveryID, "attempt", in.Attempt, "err", recErr)
 	}
-	outcome := att.ErrorClass
-	if att.OK() {
-		outcome = "ok"
-	}
-	metrics.Attempts.WithLabelValues(outcome).Inc()
-	metrics.AttemptSeconds.Observe(att.Duration.Seconds())
+	observe(att, ev, recErr == nil)
 	logger.Info("delivery attempt", "delivery_id", in.DeliveryID, "webhook_id", in.WebhookID,
 		"event_id", in.EventID, "attempt", in.Attempt, "status_code", att.StatusCode,
 		"error_class", att.ErrorClass)
@@ -201,6 +196,23 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	}
 	return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, errType, nil,
 		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass, RetryAfter: att.RetryAfter})
+}
+
+// observe counts a finished attempt and, when it succeeded, its delivery. A delivery's first attempt of its first run also measures the
+// time from the event's publication to the attempt.
+func observe(att *notifier.Attempt, ev *sqlstore.StoredEvent, recorded bool) {
+	outcome := "ok"
+	if !att.OK() {
+		outcome = "failed"
+	}
+	metrics.Attempts.WithLabelValues(outcome, att.ErrorClass).Inc()
+	metrics.AttemptSeconds.Observe(att.Duration.Seconds())
+	if recorded && att.Run == 1 && att.Number == 1 {
+		metrics.FirstAttemptDelay.Observe(att.StartedAt.Sub(ev.CreatedAt).Seconds())
+	}
+	if att.OK() {
+		metrics.Deliveries.WithLabelValues(string(notifier.DeliverySucceeded)).Inc()
+	}
 }
 
 // RecordAttemptInput is an attempt to log, with what it changes on its
@@ -247,7 +259,11 @@ func (a *Activities) FinishDelivery(ctx context.Context, in FinishDeliveryInput)
 		}
 	}
 	runID := activity.GetInfo(ctx).WorkflowExecution.RunID
-	return reason, a.Store.FinishDelivery(ctx, in.DeliveryID, runID, in.Status, reason)
+	if err := a.Store.FinishDelivery(ctx, in.DeliveryID, runID, in.Status, reason); err != nil {
+		return "", err
+	}
+	metrics.Deliveries.WithLabelValues(string(in.Status)).Inc()
+	return reason, nil
 }
 
 // PingInput names the webhook to test and the ping envelope to send.

@@ -60,7 +60,7 @@ func newAPIWith(t *testing.T, policy egress.Policy, tc client.Client) *api {
 		Store:  store,
 		Sender: activities.NewSender(activities.SenderOptions{Policy: policy, Timeout: 2 * time.Second}),
 		Retry:  activities.DefaultRetry,
-	})
+	}, worker.Options{})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
