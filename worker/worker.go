@@ -25,6 +25,16 @@ type Options struct {
 	ActivityPollers int
 }
 
+// DefaultCacheSize is how many workflows a worker process keeps in memory
+// by default (the SDK keeps 10 000). A delivery that succeeds at once
+// leaves the cache when it completes; one waiting in backoff stays in it
+// until evicted, and replays its short history when its timer fires.
+const DefaultCacheSize = 1000
+
+// SetCacheSize bounds the workflows every worker of this process keeps in
+// memory. It must be called before any worker starts.
+func SetCacheSize(n int) { sdkworker.SetStickyWorkflowCacheSize(n) }
+
 // DefaultPollers is the default of Options.WorkflowPollers and
 // Options.ActivityPollers.
 const DefaultPollers = 16

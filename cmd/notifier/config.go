@@ -36,6 +36,8 @@ type config struct {
 	// WorkflowPollers and ActivityPollers tune the worker.
 	WorkflowPollers int64
 	ActivityPollers int64
+	// WorkflowCacheSize bounds the workflows a worker keeps in memory.
+	WorkflowCacheSize int64
 
 	TemporalAddress   string
 	TemporalNamespace string
@@ -87,6 +89,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	if c.ActivityPollers, err = parseInt(getenv, "NOTIFIER_ACTIVITY_POLLERS", worker.DefaultPollers); err != nil {
+		return nil, err
+	}
+	c.WorkflowCacheSize, err = parseInt(getenv, "NOTIFIER_WORKFLOW_CACHE_SIZE", worker.DefaultCacheSize)
+	if err != nil {
 		return nil, err
 	}
 	if c.MaxEventBytes, err = parseInt(getenv, "NOTIFIER_MAX_EVENT_BYTES", 256<<10); err != nil {

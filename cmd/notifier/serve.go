@@ -56,6 +56,7 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 			}),
 			Retry: cfg.Retry,
 		}
+		worker.SetCacheSize(int(cfg.WorkflowCacheSize))
 		w := worker.New(tc, cfg.TaskQueue, acts, worker.Options{
 			WorkflowPollers: int(cfg.WorkflowPollers),
 			ActivityPollers: int(cfg.ActivityPollers),
