@@ -14,7 +14,7 @@ export GOBIN := $(BIN)
 # detector; the rest run without it, which keeps `make test` quick.
 RACE_PKGS := ./activities/... ./apiserver/... ./sqlstore/... ./cmd/...
 
-.PHONY: run build test lint unit fuzz faults histories e2e-temporal-postgres tools clean
+.PHONY: run build test lint unit fuzz faults histories bench bench-backlog e2e-temporal-postgres tools clean
 
 ## run: start a Temporal dev server, the API and a worker (Ctrl-C stops all)
 run: build $(BIN)/temporal
@@ -59,6 +59,19 @@ histories: $(BIN)/temporal
 	NOTIFIER_TEST_TEMPORAL_CLI=$(BIN)/temporal \
 	NOTIFIER_CAPTURE_HISTORIES=$(CURDIR)/workflows/testdata/histories \
 		go test -count=1 -run 'TestEndToEnd' ./cmd/notifier/
+
+## bench: throughput and latency of the notifier against the naive Temporal
+## shape and a plain worker pool, on a dev server of its own (not part of
+## `make test`; about 5 minutes); BENCH_EVENTS sets the events per row
+bench: build $(BIN)/temporal
+	go build -o $(BIN)/bench ./cmd/bench
+	$(BIN)/bench throughput
+
+## bench-backlog: memory of the worker and the server with BENCH_BACKLOG
+## (10 000) deliveries waiting in backoff against a dead receiver
+bench-backlog: build $(BIN)/temporal
+	go build -o $(BIN)/bench ./cmd/bench
+	$(BIN)/bench backlog
 
 ## e2e-temporal-postgres: the end-to-end tests on Temporal's own server on the
 ## local PostgreSQL (not part of `make test`; the first build takes minutes)

@@ -145,7 +145,9 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	// A retry of the activity may follow a try whose POST was accepted and
 	// logged but whose completion never reached Temporal (its worker died,
 	// or Temporal was away). That success stands: nothing is sent again.
-	if info := activity.GetInfo(ctx); info.Attempt > 1 {
+	// A first attempt run as a local activity is made again, from its
+	// first try, when its worker died before the workflow task completed.
+	if info := activity.GetInfo(ctx); info.Attempt > 1 || info.IsLocalActivity {
 		att, err := a.loggedSuccess(ctx, in.DeliveryID, info.WorkflowExecution.RunID, in.Attempt)
 		if err != nil {
 			return nil, err
@@ -196,12 +198,7 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 	if recErr != nil {
 		logger.Error("record attempt", "delivery_id", in.DeliveryID, "attempt", in.Attempt, "err", recErr)
 	}
-	outcome := att.ErrorClass
-	if att.OK() {
-		outcome = "ok"
-	}
-	metrics.Attempts.WithLabelValues(outcome).Inc()
-	metrics.AttemptSeconds.Observe(att.Duration.Seconds())
+	observe(att, ev, recErr == nil)
 	logger.Info("delivery attempt", "delivery_id", in.DeliveryID, "webhook_id", in.WebhookID,
 		"event_id", in.EventID, "attempt", in.Attempt, "status_code", att.StatusCode,
 		"error_class", att.ErrorClass)
@@ -234,6 +231,24 @@ func (a *Activities) loggedSuccess(ctx context.Context, deliveryID, runID string
 		}
 	}
 	return nil, nil
+}
+
+// observe counts a finished attempt and, when it succeeded, its delivery.
+// A delivery's first attempt of its first run also measures the time from
+// the event's publication to the attempt.
+func observe(att *notifier.Attempt, ev *sqlstore.StoredEvent, recorded bool) {
+	outcome := "ok"
+	if !att.OK() {
+		outcome = "failed"
+	}
+	metrics.Attempts.WithLabelValues(outcome, att.ErrorClass).Inc()
+	metrics.AttemptSeconds.Observe(att.Duration.Seconds())
+	if recorded && att.Run == 1 && att.Number == 1 {
+		metrics.FirstAttemptDelay.Observe(att.StartedAt.Sub(ev.CreatedAt).Seconds())
+	}
+	if att.OK() {
+		metrics.Deliveries.WithLabelValues(string(notifier.DeliverySucceeded)).Inc()
+	}
 }
 
 // RecordAttemptInput is an attempt to log, with what it changes on its
@@ -280,7 +295,11 @@ func (a *Activities) FinishDelivery(ctx context.Context, in FinishDeliveryInput)
 		}
 	}
 	runID := activity.GetInfo(ctx).WorkflowExecution.RunID
-	return reason, a.Store.FinishDelivery(ctx, in.DeliveryID, runID, in.Status, reason)
+	if err := a.Store.FinishDelivery(ctx, in.DeliveryID, runID, in.Status, reason); err != nil {
+		return "", err
+	}
+	metrics.Deliveries.WithLabelValues(string(in.Status)).Inc()
+	return reason, nil
 }
 
 // PingInput names the webhook to test and the ping envelope to send.

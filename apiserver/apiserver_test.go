@@ -54,13 +54,18 @@ func newAPIWith(t *testing.T, policy egress.Policy, tc client.Client) *api {
 	store, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "n.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
+	return newAPIOnStore(t, policy, tc, store)
+}
 
+// newAPIOnStore serves the API over store, with a worker of its own.
+func newAPIOnStore(t *testing.T, policy egress.Policy, tc client.Client, store *sqlstore.Store) *api {
+	t.Helper()
 	queue := "api-" + t.Name()
 	w := worker.New(devServer.Client(), queue, &activities.Activities{
 		Store:  store,
 		Sender: activities.NewSender(activities.SenderOptions{Policy: policy, Timeout: 2 * time.Second}),
 		Retry:  activities.DefaultRetry,
-	})
+	}, worker.Options{})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
@@ -455,12 +460,41 @@ func TestPublish_TemporalDown(t *testing.T) {
 	dead, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
 	require.NoError(t, err)
 	down := newAPIWith(t, egress.Policy{AllowPrivate: true}, dead)
+	// A subscriber, so that the event has a delivery to start.
+	require.NoError(t, down.store.CreateWebhook(context.Background(), &notifier.Webhook{
+		Name: "w", URL: "http://127.0.0.1:9/hook", Active: true, Channel: notifier.Channel{Type: "generic"},
+		Events: []notifier.EventType{notifier.EventOrderFilled},
+	}))
 	body := `{"id":"while-down-1","type":"order.filled","data":{"symbol":"BTCUSDT"}}`
 	r := down.do("POST", "/v1/events", body)
 	require.Equal(t, http.StatusServiceUnavailable, r.status, r.raw)
 	require.Equal(t, "unavailable", r.errorCode())
 	require.Equal(t, "while-down-1", r.body["error"].(map[string]any)["event_id"])
 	require.NotContains(t, r.raw, "127.0.0.1:1", "no internals in the answer")
+}
+
+// An event published again once Temporal is back starts the deliveries that
+// the first publish could not, and only those.
+func TestPublish_AgainAfterTemporalDownDelivers(t *testing.T) {
+	dead, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	require.NoError(t, err)
+	down := newAPIWith(t, egress.Policy{AllowPrivate: true}, dead)
+	r := testenv.NewReceiver(t)
+	require.NoError(t, down.store.CreateWebhook(context.Background(), &notifier.Webhook{
+		Name: "w", URL: r.URL(), Active: true, Channel: notifier.Channel{Type: "generic"},
+		Events: []notifier.EventType{notifier.EventOrderFilled},
+	}))
+	body := `{"id":"while-down-2","type":"order.filled","data":{"symbol":"BTCUSDT"}}`
+	require.Equal(t, http.StatusServiceUnavailable, down.do("POST", "/v1/events", body).status)
+
+	up := newAPIOnStore(t, egress.Policy{AllowPrivate: true}, devServer.Client(), down.store)
+	again := up.do("POST", "/v1/events", body)
+	require.Equal(t, http.StatusAccepted, again.status, again.raw)
+	require.Equal(t, false, again.body["duplicate"], "this publish started the delivery")
+	require.Len(t, r.WaitFor(t, "while-down-2", 1, 10*time.Second), 1)
+	third := up.do("POST", "/v1/events", body)
+	require.Equal(t, true, third.body["duplicate"])
+	require.Len(t, r.WaitFor(t, "while-down-2", 1, time.Second), 1, "delivered once")
 }
 
 // seedDeliveries publishes n events straight into the store, fanned out to

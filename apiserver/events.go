@@ -1,18 +1,23 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/metrics"
+	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -86,22 +91,10 @@ func (s *Server) publishEvent(c *gin.Context) {
 		}
 	}
 
-	// The event workflow's id follows from the event's, so a repeated
-	// publish finds the first one instead of fanning out again.
-	_, err = s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    workflows.EventWorkflowID(stored.ID),
-		TaskQueue:             s.cfg.TaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		// A run already under way is an error, not a handle to it.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            string(stored.Type) + " " + stored.ID,
-	}, workflows.EventWorkflow, workflows.EventInput{
-		EventID: stored.ID, EventType: stored.Type,
-	})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	alreadyStarted := errors.As(err, &started)
-	if err != nil && !alreadyStarted {
-		s.log.Error("start event workflow", "event_id", stored.ID, "err", err)
+	started, err := s.fanOut(ctx, stored)
+	if err != nil {
+		s.log.Error("fan out event", "event_id", stored.ID, "err", err)
+		// The event is stored: the same id, published again, delivers it.
 		notQueued(c, stored.ID)
 		return
 	}
@@ -113,8 +106,90 @@ func (s *Server) publishEvent(c *gin.Context) {
 		"id":        stored.ID,
 		"type":      stored.Type,
 		"timestamp": timeJSON(stored.Timestamp),
-		"duplicate": !created && (alreadyStarted || stored.FannedOut),
+		"duplicate": !created && !started,
 	})
+}
+
+// InlineFanOut is the most webhooks an event may have for the API to start
+// its deliveries itself; an event with more is fanned out by its
+// EventWorkflow, a page at a time.
+const InlineFanOut = 50
+
+// fanOut creates the event's deliveries and starts them, and reports
+// whether it started anything (a repeated publish finds everything started
+// already). When it returns nil, every delivery of the event is durable in
+// Temporal, or its EventWorkflow is. Run again for the same event, it starts
+// only what is still waiting.
+func (s *Server) fanOut(ctx context.Context, ev *sqlstore.StoredEvent) (bool, error) {
+	targets, err := s.store.FanOut(ctx, ev.ID, "", InlineFanOut+1)
+	if err != nil {
+		return false, err
+	}
+	if len(targets) > InlineFanOut {
+		return s.startEventWorkflow(ctx, ev)
+	}
+
+	// Each delivery's workflow id follows from the event's and the
+	// webhook's, so a repeated publish finds the first one instead of
+	// sending again. Started from the client the worker in this process
+	// shares, its first workflow task comes back with the start (eager
+	// start) and the first attempt leaves without a round trip through the
+	// task queue.
+	var mu sync.Mutex
+	started := false
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, t := range targets {
+		g.Go(func() error {
+			_, err := s.temporal.ExecuteWorkflow(gctx, client.StartWorkflowOptions{
+				ID:                    t.DeliveryID,
+				TaskQueue:             s.cfg.TaskQueue,
+				WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+				// A run already under way is an error, not a handle to it.
+				WorkflowExecutionErrorWhenAlreadyStarted: true,
+				EnableEagerStart:                         true,
+				StaticSummary:                            workflows.DeliverySummary(ev.Type, t.WebhookName, t.Host),
+				TypedSearchAttributes:                    workflows.DeliveryAttributes(t.WebhookID, ev.ID, ev.Type),
+			}, workflows.DeliveryWorkflow, workflows.DeliveryInput{
+				DeliveryID: t.DeliveryID,
+				EventID:    ev.ID,
+				EventType:  ev.Type,
+				WebhookID:  t.WebhookID,
+				Retry:      s.cfg.Retry,
+			})
+			var already *serviceerror.WorkflowExecutionAlreadyStarted
+			switch {
+			case errors.As(err, &already):
+				return nil
+			case err != nil:
+				return fmt.Errorf("start delivery %s: %w", t.DeliveryID, err)
+			}
+			mu.Lock()
+			started = true
+			mu.Unlock()
+			return nil
+		})
+	}
+	err = g.Wait()
+	return started, err
+}
+
+// startEventWorkflow hands a large fan-out to the event's workflow. Its id
+// follows from the event's, so a repeated publish finds the first one.
+func (s *Server) startEventWorkflow(ctx context.Context, ev *sqlstore.StoredEvent) (bool, error) {
+	_, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    workflows.EventWorkflowID(ev.ID),
+		TaskQueue:             s.cfg.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		// A run already under way is an error, not a handle to it.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            string(ev.Type) + " " + ev.ID,
+	}, workflows.EventWorkflow, workflows.EventInput{EventID: ev.ID, EventType: ev.Type})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (s *Server) eventTypes(c *gin.Context) {

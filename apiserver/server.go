@@ -37,7 +37,8 @@ type Config struct {
 	MaxEventBytes int64
 	// TaskQueue is where workflows are started. Default workflows.TaskQueue.
 	TaskQueue string
-	// Retry is the schedule of a delivery retried by hand. Default
+	// Retry is the schedule of the deliveries the API starts: those of an
+	// event with few webhooks, and those retried by hand. Default
 	// activities.DefaultRetry.
 	Retry activities.RetryConfig
 	// PingTimeout bounds how long a request waits for a test ping. Default

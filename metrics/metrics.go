@@ -1,5 +1,6 @@
 // Package metrics holds the notifier's Prometheus metrics, registered once
-// on the default registry and served by the API at /metrics.
+// on the default registry and served by the API at /metrics, and a handler
+// that puts the Temporal SDK's own worker and client metrics there too.
 package metrics
 
 import (
@@ -20,11 +21,12 @@ var (
 		Help: "Events accepted for delivery (repeats of an id not counted), by type.",
 	}, []string{"event_type"})
 
-	// Attempts counts delivery attempts by outcome: ok, or the error class.
+	// Attempts counts delivery attempts by outcome (ok or failed) and error
+	// class ("" when ok).
 	Attempts = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "notifier_delivery_attempts_total",
-		Help: "Delivery attempts, by outcome: ok or the error class.",
-	}, []string{"outcome"})
+		Help: "Delivery attempts, by outcome (ok, failed) and error class.",
+	}, []string{"outcome", "error_class"})
 
 	// AttemptSeconds measures how long attempts take.
 	AttemptSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
@@ -32,6 +34,21 @@ var (
 		Help:    "Duration of delivery attempts, answer included.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 	})
+
+	// FirstAttemptDelay measures the time from an event's publication to
+	// the start of a delivery's first attempt.
+	FirstAttemptDelay = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "notifier_delivery_first_attempt_delay_seconds",
+		Help:    "Time from an event's publication to the start of a delivery's first attempt.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	})
+
+	// Deliveries counts deliveries that ended, by outcome: succeeded,
+	// failed or canceled. Attempts tells the error classes.
+	Deliveries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "notifier_deliveries_total",
+		Help: "Deliveries that ended, by outcome: succeeded, failed or canceled.",
+	}, []string{"outcome"})
 
 	// Alerts counts alert rule transitions by rule type: fired or resolved.
 	Alerts = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -20,11 +20,44 @@ import (
 	"github.com/barfinex/notifier/workflows"
 )
 
+// Options tune a worker. Zero fields take the defaults.
+type Options struct {
+	// WorkflowPollers and ActivityPollers are the pollers of each kind of
+	// task. Default DefaultPollers each, well above the SDK's 2: with
+	// deliveries this short, idle pollers are what keeps tasks moving.
+	WorkflowPollers int
+	ActivityPollers int
+}
+
+// DefaultCacheSize is how many workflows a worker process keeps in memory
+// by default (the SDK keeps 10 000). A delivery that succeeds at once
+// leaves the cache when it completes; one waiting in backoff stays in it
+// until evicted, and replays its short history when its timer fires.
+const DefaultCacheSize = 1000
+
+// SetCacheSize bounds the workflows every worker of this process keeps in
+// memory. It must be called before any worker starts.
+func SetCacheSize(n int) { sdkworker.SetStickyWorkflowCacheSize(n) }
+
+// DefaultPollers is the default of Options.WorkflowPollers and
+// Options.ActivityPollers.
+const DefaultPollers = 16
+
 // New returns a worker, not yet started, that runs every notifier workflow
 // and the given activities on a task queue (workflows.TaskQueue unless the
-// deployment chose another).
-func New(c client.Client, taskQueue string, acts *activities.Activities) sdkworker.Worker {
+// deployment chose another). A client used to start workflows on the same
+// task queue hands their first task to this worker straight away (eager
+// start), when it has room.
+func New(c client.Client, taskQueue string, acts *activities.Activities, opts Options) sdkworker.Worker {
+	if opts.WorkflowPollers <= 0 {
+		opts.WorkflowPollers = DefaultPollers
+	}
+	if opts.ActivityPollers <= 0 {
+		opts.ActivityPollers = DefaultPollers
+	}
 	w := sdkworker.New(c, taskQueue, sdkworker.Options{
+		MaxConcurrentWorkflowTaskPollers: opts.WorkflowPollers,
+		MaxConcurrentActivityTaskPollers: opts.ActivityPollers,
 		// On shutdown, attempts under way finish and are logged rather than
 		// cut off and retried after their timeout.
 		WorkerStopTimeout: acts.Retry.AttemptTimeout + 5*time.Second,

@@ -54,6 +54,11 @@ const ErrDeliveryFailed = "DeliveryFailed"
 // 2xx or the attempts run out. It fails when they run out, so that a failed
 // delivery is a Failed workflow; it ends Canceled when canceled, as when
 // its webhook is deactivated.
+//
+// A delivery whose first attempt succeeds is one workflow task: the attempt
+// runs as a local activity within it, and sets no search attribute, which
+// leaves six events in its history. Later attempts are ordinary activities,
+// each after a durable timer.
 func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, error) {
 	d := &delivery{in: in, state: DeliveryState{Status: notifier.DeliveryPending}}
 	if err := workflow.SetQueryHandler(ctx, StateQuery, func() (DeliveryState, error) {
@@ -61,39 +66,54 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 	}); err != nil {
 		return nil, err
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// Room past the HTTP deadline for reading the webhook and logging.
-		StartToCloseTimeout: in.Retry.AttemptTimeout + 5*time.Second,
-		// These retries cover the attempt's own machinery (the store, a
-		// lost worker), not the receiver: a receiver's failure is final for
-		// the attempt, and the workflow schedules the next one.
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumAttempts:    3,
-			NonRetryableErrorTypes: []string{
-				activities.ErrAttemptFailed,
-				activities.ErrThrottled,
-				activities.ErrRejected,
-				activities.ErrRefusedTarget,
-				activities.ErrWebhookInactive,
-				activities.ErrWebhookDeleted,
-			},
+	// Room past the HTTP deadline for reading the webhook and logging.
+	deadline := in.Retry.AttemptTimeout + 5*time.Second
+	// These retries cover the attempt's own machinery (the store, a lost
+	// worker), not the receiver: a receiver's failure is final for the
+	// attempt, and the workflow schedules the next one.
+	machinery := &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumAttempts:    3,
+		NonRetryableErrorTypes: []string{
+			activities.ErrAttemptFailed,
+			activities.ErrThrottled,
+			activities.ErrRejected,
+			activities.ErrRefusedTarget,
+			activities.ErrWebhookInactive,
+			activities.ErrWebhookDeleted,
 		},
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: deadline,
+		RetryPolicy:         machinery,
+	})
+	// The first attempt runs as a local activity, inside the workflow task
+	// that starts the delivery: no activity task to schedule, dispatch and
+	// complete, so a delivery that succeeds at once is one workflow task.
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: deadline,
+		RetryPolicy:         machinery,
 	})
 
 	throttled := 0
 	for attempt := 1; ; attempt++ {
 		d.state.Attempt, d.state.NextAttemptAt = attempt, nil
 		var res activities.DeliverResult
-		err := workflow.ExecuteActivity(actx, a.Deliver, activities.DeliverInput{
+		deliver := activities.DeliverInput{
 			DeliveryID: in.DeliveryID,
 			EventID:    in.EventID,
 			EventType:  in.EventType,
 			WebhookID:  in.WebhookID,
 			Attempt:    attempt,
 			Retry:      in.Retry,
-		}).Get(ctx, &res)
+		}
+		var err error
+		if attempt == 1 {
+			err = workflow.ExecuteLocalActivity(lctx, a.Deliver, deliver).Get(ctx, &res)
+		} else {
+			err = workflow.ExecuteActivity(actx, a.Deliver, deliver).Get(ctx, &res)
+		}
 
 		switch {
 		case err == nil:
@@ -144,6 +164,8 @@ type delivery struct {
 	state DeliveryState
 	// retryAfter is the wait the last failed attempt's receiver asked for.
 	retryAfter time.Duration
+	// statusSet says the DeliveryStatus search attribute was set.
+	statusSet bool
 }
 
 func (d *delivery) succeed(ctx workflow.Context, res *activities.DeliverResult) (*DeliveryResult, error) {
@@ -156,8 +178,12 @@ func (d *delivery) succeed(ctx workflow.Context, res *activities.DeliverResult) 
 			return nil, err
 		}
 	}
-	if err := d.setStatus(ctx, notifier.DeliverySucceeded); err != nil {
-		return nil, err
+	// A delivery that never left the happy path keeps no status attribute:
+	// its Completed execution status says it. One that did is marked again.
+	if d.statusSet {
+		if err := d.setStatus(ctx, notifier.DeliverySucceeded); err != nil {
+			return nil, err
+		}
 	}
 	return &DeliveryResult{
 		Status:     notifier.DeliverySucceeded,
@@ -250,6 +276,7 @@ func (d *delivery) finish(ctx, wctx workflow.Context, status notifier.DeliverySt
 }
 
 func (d *delivery) setStatus(ctx workflow.Context, status notifier.DeliveryStatus) error {
+	d.statusSet = true
 	return workflow.UpsertTypedSearchAttributes(ctx, DeliveryStatusKey.ValueSet(string(status)))
 }
 

@@ -92,11 +92,13 @@ func DeliverySummary(typ notifier.EventType, webhookName, host string) string {
 }
 
 // DeliveryAttributes are the search attributes a delivery starts with.
+// DeliveryStatus is not among them: a delivery sets it when it leaves the
+// happy path (see DeliveryWorkflow), so that one that succeeds at once
+// costs no upsert.
 func DeliveryAttributes(webhookID, eventID string, typ notifier.EventType) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
 		WebhookIDKey.ValueSet(webhookID),
 		EventIDKey.ValueSet(eventID),
 		EventTypeKey.ValueSet(string(typ)),
-		DeliveryStatusKey.ValueSet(string(notifier.DeliveryPending)),
 	)
 }

@@ -24,8 +24,10 @@ var (
 	WebhookIDKey = temporal.NewSearchAttributeKeyKeyword("WebhookId")
 	EventIDKey   = temporal.NewSearchAttributeKeyKeyword("EventId")
 	EventTypeKey = temporal.NewSearchAttributeKeyKeyword("EventType")
-	// DeliveryStatusKey holds a delivery's status: pending, retrying,
-	// succeeded, failed or canceled, as the API shows it.
+	// DeliveryStatusKey holds the status of a delivery that left the happy
+	// path: retrying, then succeeded, failed or canceled. A delivery that
+	// is pending or succeeded at its first attempt has none (its execution
+	// status, Running or Completed, says it).
 	DeliveryStatusKey = temporal.NewSearchAttributeKeyKeyword("DeliveryStatus")
 )
 

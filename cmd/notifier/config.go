@@ -13,6 +13,7 @@ import (
 	"github.com/barfinex/notifier/egress"
 	"github.com/barfinex/notifier/secrets"
 	"github.com/barfinex/notifier/sqlstore"
+	"github.com/barfinex/notifier/worker"
 	"github.com/barfinex/notifier/workflows"
 )
 
@@ -32,6 +33,11 @@ type config struct {
 	Retry         activities.RetryConfig
 	// Keys seals webhook secrets at rest; nil when no key is set.
 	Keys *secrets.Keyring
+	// WorkflowPollers and ActivityPollers tune the worker.
+	WorkflowPollers int64
+	ActivityPollers int64
+	// WorkflowCacheSize bounds the workflows a worker keeps in memory.
+	WorkflowCacheSize int64
 
 	TemporalAddress   string
 	TemporalNamespace string
@@ -77,6 +83,16 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("NOTIFIER_ALLOWED_TARGETS: %w", err)
 	}
 	if c.MaxPerHost, err = parseInt(getenv, "NOTIFIER_MAX_IN_FLIGHT_PER_HOST", 16); err != nil {
+		return nil, err
+	}
+	if c.WorkflowPollers, err = parseInt(getenv, "NOTIFIER_WORKFLOW_POLLERS", worker.DefaultPollers); err != nil {
+		return nil, err
+	}
+	if c.ActivityPollers, err = parseInt(getenv, "NOTIFIER_ACTIVITY_POLLERS", worker.DefaultPollers); err != nil {
+		return nil, err
+	}
+	c.WorkflowCacheSize, err = parseInt(getenv, "NOTIFIER_WORKFLOW_CACHE_SIZE", worker.DefaultCacheSize)
+	if err != nil {
 		return nil, err
 	}
 	if c.MaxEventBytes, err = parseInt(getenv, "NOTIFIER_MAX_EVENT_BYTES", 256<<10); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/apiserver"
+	"github.com/barfinex/notifier/metrics"
 	"github.com/barfinex/notifier/sqlstore"
 	"github.com/barfinex/notifier/worker"
 )
@@ -55,7 +56,11 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 			}),
 			Retry: cfg.Retry,
 		}
-		w := worker.New(tc, cfg.TaskQueue, acts)
+		worker.SetCacheSize(int(cfg.WorkflowCacheSize))
+		w := worker.New(tc, cfg.TaskQueue, acts, worker.Options{
+			WorkflowPollers: int(cfg.WorkflowPollers),
+			ActivityPollers: int(cfg.ActivityPollers),
+		})
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
@@ -186,6 +191,8 @@ func dialTemporal(ctx context.Context, cfg *config, log *slog.Logger) (client.Cl
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
 		Logger:    sdklog.NewStructuredLogger(log),
+		// The SDK's client and worker metrics, served with the notifier's.
+		MetricsHandler: metrics.TemporalHandler,
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
