@@ -88,8 +88,9 @@ type AlertData struct {
 	Message      string            `json:"message"`
 	Strategy     string            `json:"strategy,omitempty"`
 	Service      string            `json:"service,omitempty"`
-	// Since is when the condition began to hold.
-	Since time.Time `json:"since"`
+	// Since is when the condition began to hold, in the envelope's
+	// timestamp layout.
+	Since string `json:"since"`
 	// Episode numbers the rule's firings, from 1: a triggered alert and its
 	// resolution share it.
 	Episode int `json:"episode"`

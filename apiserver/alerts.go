@@ -189,7 +189,10 @@ func (s *Server) createRule(c *gin.Context) {
 		s.fail(c, "create alert rule", err)
 		return
 	}
-	c.JSON(http.StatusCreated, toRuleJSON(stored, nil, s.now()))
+	// The new workflow answers within its first task, when a worker is up.
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c.JSON(http.StatusCreated, toRuleJSON(stored, s.ruleView(qctx, rule.ID), s.now()))
 }
 
 func ruleID(c *gin.Context) (string, bool) {

@@ -182,6 +182,9 @@ type ruleRun struct {
 
 func (r *ruleRun) setHandlers(ctx workflow.Context) error {
 	err := workflow.SetQueryHandler(ctx, RuleStateQuery, func() (*RuleView, error) {
+		if r.st.Alert.Status == "" {
+			return nil, errors.New("the rule's workflow is starting")
+		}
 		return r.view(), nil
 	})
 	if err != nil {
@@ -478,7 +481,7 @@ func (r *ruleRun) alertData(episode int, value float64, since time.Time, message
 		Rule: r.rule.Type, RuleID: r.rule.ID, RuleName: r.rule.Name,
 		Threshold: r.rule.Threshold, CurrentValue: value, Message: message,
 		Strategy: r.rule.Strategy, Service: r.rule.Service,
-		Since: since.UTC(), Episode: episode,
+		Since: since.UTC().Format(notifier.TimestampLayout), Episode: episode,
 	}
 }
 

@@ -133,6 +133,8 @@ func itoa(n int) string { return string(rune('0' + n)) }
 
 func ptr[T any](v T) *T { return &v }
 
+func ts(t time.Time) string { return t.UTC().Format(notifier.TimestampLayout) }
+
 func alertData(t *testing.T, ev *sqlstore.StoredEvent) activities.AlertData {
 	t.Helper()
 	env, err := notifier.ParseEnvelope(ev.Body)
@@ -179,7 +181,7 @@ func TestNoSignals_FiresOnDeadlineResolvesAndFiresAgain(t *testing.T) {
 		d := alertData(t, evs[0])
 		require.Equal(t, activities.AlertData{
 			Rule: notifier.RuleNoSignals, RuleID: r.rule.ID, RuleName: "watch", Threshold: 5,
-			CurrentValue: 5, Strategy: "momentum", Since: ruleStart.Add(4 * time.Minute), Episode: 1,
+			CurrentValue: 5, Strategy: "momentum", Since: ts(ruleStart.Add(4 * time.Minute)), Episode: 1,
 			Message: "Strategy momentum has emitted no signal for 5 minutes (threshold: 5)",
 		}, d)
 		require.Equal(t, r.rule.WebhookIDs, evs[0].Targets, "the rule's webhooks are the subscription")
@@ -192,7 +194,7 @@ func TestNoSignals_FiresOnDeadlineResolvesAndFiresAgain(t *testing.T) {
 		evs := r.requireAlerts("1.triggered", "1.resolved")
 		d := alertData(t, evs[1])
 		require.Equal(t, "Strategy momentum is emitting signals again", d.Message)
-		require.Equal(t, ruleStart.Add(4*time.Minute), d.Since, "the resolution names the episode")
+		require.Equal(t, ts(ruleStart.Add(4*time.Minute)), d.Since, "the resolution names the episode")
 	})
 	// A new episode: silent 5 minutes from 41m.
 	r.at(46*time.Minute+time.Second, func() {
@@ -316,7 +318,7 @@ func TestServiceDown_FiresAfterThresholdResolvesOnRecovery(t *testing.T) {
 		evs := r.requireAlerts("1.triggered")
 		d := alertData(t, evs[0])
 		require.Equal(t, "Service inspector has been unreachable for 30 seconds (threshold: 30)", d.Message)
-		require.Equal(t, ruleStart.Add(2*time.Minute), d.Since)
+		require.Equal(t, ts(ruleStart.Add(2*time.Minute)), d.Since)
 		require.Equal(t, "inspector", d.Service)
 	})
 	r.at(5*time.Minute, func() { r.requireAlerts("1.triggered") })
@@ -419,7 +421,7 @@ func TestNoSignals_LateNewsOfASignalResolves(t *testing.T) {
 	})
 	require.NoError(t, r.run(workflows.RuleInput{Rule: r.rule}, 13*time.Minute))
 	evs := r.requireAlerts("1.triggered", "1.resolved", "2.triggered", "2.resolved")
-	require.Equal(t, ruleStart.Add(6*time.Minute), alertData(t, evs[2]).Since)
+	require.Equal(t, ts(ruleStart.Add(6*time.Minute)), alertData(t, evs[2]).Since)
 }
 
 func TestAlertRule_UpdateInFlightAtContinueAsNew(t *testing.T) {

@@ -106,3 +106,31 @@ func quantile(before, after scrape, name string, q float64) float64 {
 	}
 	return lower
 }
+
+// settledMetrics reads /metrics once the count of deliveries succeeded has
+// stopped moving: a receiver has a request a moment before the notifier
+// counts its delivery, so a reading taken as the last request arrives can
+// miss the last few.
+func settledMetrics(ctx context.Context, url string) (scrape, error) {
+	const succeeded = `outcome="succeeded"`
+	last, err := readMetrics(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	for range 50 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		next, err := readMetrics(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		if next.sum("notifier_deliveries_total", succeeded) == last.sum("notifier_deliveries_total", succeeded) {
+			return next, nil
+		}
+		last = next
+	}
+	return last, nil
+}

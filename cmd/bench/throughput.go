@@ -137,7 +137,7 @@ func benchNotifier(ctx context.Context, s *stack, o *options, m int, typ, tag st
 	}
 
 	r := &result{name: fmt.Sprintf("notifier, fan-out to %d", m), deliveries: o.events * m}
-	before, err := readMetrics(ctx, s.api+"/metrics")
+	before, err := settledMetrics(ctx, s.api+"/metrics")
 	if err != nil {
 		return nil, "", err
 	}
@@ -158,7 +158,7 @@ func benchNotifier(ctx context.Context, s *stack, o *options, m int, typ, tag st
 	r.duplicates = total - len(arr)
 	r.serverCPU = cpuSeconds(s.temporal.cmd.Process.Pid) - cpu0[0]
 	r.workerCPU = cpuSeconds(s.notifier.cmd.Process.Pid) - cpu0[1]
-	after, err := readMetrics(ctx, s.api+"/metrics")
+	after, err := settledMetrics(ctx, s.api+"/metrics")
 	if err != nil {
 		return nil, "", err
 	}
@@ -193,7 +193,7 @@ func benchNotifier(ctx context.Context, s *stack, o *options, m int, typ, tag st
 		}
 	}
 	r.p50, r.p95, r.p99 = percentiles(lat)
-	if after, err = readMetrics(ctx, s.api+"/metrics"); err != nil {
+	if after, err = settledMetrics(ctx, s.api+"/metrics"); err != nil {
 		return nil, "", err
 	}
 	saveMetrics(ctx, s.api+"/metrics", filepath.Join(s.dir, "metrics-"+tag+".txt"))
