@@ -38,6 +38,10 @@ const (
 	ErrWebhookInactive = "WebhookInactive"
 	// ErrWebhookDeleted: the webhook no longer exists; not retried.
 	ErrWebhookDeleted = "WebhookDeleted"
+	// ErrAlreadySucceeded: a delivery to be finished as failed or canceled
+	// had an attempt accepted in the same run; the workflow ends it as
+	// succeeded. Its detail is an AttemptFailure with the status code.
+	ErrAlreadySucceeded = "AlreadySucceeded"
 )
 
 // RetryConfig is the schedule of a delivery's attempts: the first retry
@@ -295,6 +299,22 @@ func (a *Activities) FinishDelivery(ctx context.Context, in FinishDeliveryInput)
 		}
 	}
 	runID := activity.GetInfo(ctx).WorkflowExecution.RunID
+	if in.Status != notifier.DeliverySucceeded {
+		// An attempt of this run the receiver accepted, whose result the
+		// workflow never saw (it was canceled while the attempt was under
+		// way): the delivery succeeded, and says so everywhere.
+		atts, err := a.Store.Attempts(ctx, in.DeliveryID)
+		if err != nil {
+			return "", err
+		}
+		for _, att := range atts {
+			if att.RunID == runID && att.OK() {
+				return "", temporal.NewNonRetryableApplicationError(
+					"the delivery succeeded before it could be stopped", ErrAlreadySucceeded, nil,
+					AttemptFailure{StatusCode: att.StatusCode})
+			}
+		}
+	}
 	if err := a.Store.FinishDelivery(ctx, in.DeliveryID, runID, in.Status, reason); err != nil {
 		return "", err
 	}

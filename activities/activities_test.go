@@ -595,3 +595,23 @@ func (i *lostCompletion) ExecuteActivity(ctx context.Context,
 	}
 	return res, err
 }
+
+func TestFinishDelivery_SuccessOfTheRunStands(t *testing.T) {
+	f := newFixture(t)
+	r := testenv.NewReceiver(t, http.StatusOK)
+	in, _ := f.deliveryTo(t, r.URL(), "", true)
+	_, err := f.env.ExecuteActivity(f.acts.Deliver, in)
+	require.NoError(t, err)
+
+	// The webhook is deactivated; its workflow, canceled while the attempt
+	// was under way, goes to mark the delivery canceled.
+	_, err = f.env.ExecuteActivity(f.acts.FinishDelivery, activities.FinishDeliveryInput{
+		DeliveryID: in.DeliveryID, WebhookID: in.WebhookID, Status: notifier.DeliveryCanceled,
+	})
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	require.Equal(t, activities.ErrAlreadySucceeded, appErr.Type())
+	d, err := f.store.Delivery(context.Background(), in.DeliveryID)
+	require.NoError(t, err)
+	require.Equal(t, notifier.DeliverySucceeded, d.Status)
+}

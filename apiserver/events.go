@@ -91,7 +91,7 @@ func (s *Server) publishEvent(c *gin.Context) {
 		}
 	}
 
-	started, err := s.fanOut(ctx, stored)
+	_, err = s.fanOut(ctx, stored)
 	if err != nil {
 		s.log.Error("fan out event", "event_id", stored.ID, "err", err)
 		// The event is stored: the same id, published again, delivers it.
@@ -106,7 +106,7 @@ func (s *Server) publishEvent(c *gin.Context) {
 		"id":        stored.ID,
 		"type":      stored.Type,
 		"timestamp": timeJSON(stored.Timestamp),
-		"duplicate": !created && !started,
+		"duplicate": !created,
 	})
 }
 

@@ -232,7 +232,12 @@ func (d *delivery) noteFailure(ctx workflow.Context, attempt int, err error) err
 
 func (d *delivery) fail(ctx workflow.Context) (*DeliveryResult, error) {
 	d.state.Status, d.state.NextAttemptAt = notifier.DeliveryFailed, nil
-	if err := d.finish(ctx, ctx, notifier.DeliveryFailed); err != nil {
+	err := d.finish(ctx, ctx, notifier.DeliveryFailed)
+	if isType(err, activities.ErrAlreadySucceeded) {
+		// An attempt whose answer was lost (it timed out in Temporal after
+		// the receiver accepted it and the log kept it) succeeded.
+		return d.succeeded(ctx, err)
+	} else if err != nil {
 		return nil, err
 	}
 	workflow.GetLogger(ctx).Info("delivery failed", "delivery_id", d.in.DeliveryID,
@@ -246,15 +251,20 @@ func (d *delivery) cancel(ctx workflow.Context) (*DeliveryResult, error) {
 	d.state.Status, d.state.NextAttemptAt = notifier.DeliveryCanceled, nil
 	dctx, release := workflow.NewDisconnectedContext(ctx)
 	defer release()
-	if err := d.finish(ctx, dctx, notifier.DeliveryCanceled); err != nil {
+	err := d.finish(ctx, dctx, notifier.DeliveryCanceled)
+	if isType(err, activities.ErrAlreadySucceeded) {
+		// The attempt under way when the cancel came was accepted.
+		return d.succeeded(dctx, err)
+	} else if err != nil {
 		return nil, err
 	}
 	workflow.GetLogger(ctx).Info("delivery canceled", "delivery_id", d.in.DeliveryID)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return &DeliveryResult{Status: notifier.DeliveryCanceled, Attempts: d.state.Attempt - 1,
-		Reason: d.state.LastError}, nil
+	// Stopped by an attempt that found its webhook gone: a Canceled
+	// workflow too, like one stopped by a cancel request.
+	return nil, temporal.NewCanceledError(d.state.LastError)
 }
 
 // finish marks the delivery's end in the store and in its search attribute,
@@ -273,6 +283,24 @@ func (d *delivery) finish(ctx, wctx workflow.Context, status notifier.DeliverySt
 		d.state.LastError = reason
 	}
 	return d.setStatus(wctx, status)
+}
+
+// succeeded ends a run whose success the workflow learned from the log
+// (err, an ErrAlreadySucceeded error) rather than from the attempt.
+func (d *delivery) succeeded(ctx workflow.Context, err error) (*DeliveryResult, error) {
+	var appErr *temporal.ApplicationError
+	var att activities.AttemptFailure
+	if errors.As(err, &appErr) && appErr.HasDetails() {
+		_ = appErr.Details(&att)
+	}
+	d.state.Status, d.state.LastError = notifier.DeliverySucceeded, ""
+	if err := d.setStatus(ctx, notifier.DeliverySucceeded); err != nil {
+		return nil, err
+	}
+	workflow.GetLogger(ctx).Info("delivery succeeded before it could be stopped",
+		"delivery_id", d.in.DeliveryID)
+	return &DeliveryResult{Status: notifier.DeliverySucceeded, Attempts: d.state.Attempt,
+		StatusCode: att.StatusCode}, nil
 }
 
 func (d *delivery) setStatus(ctx workflow.Context, status notifier.DeliveryStatus) error {

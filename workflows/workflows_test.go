@@ -140,12 +140,12 @@ func TestDelivery_WebhookGoneStopsRetries(t *testing.T) {
 
 			env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
 
-			require.NoError(t, env.GetWorkflowError())
+			var canceled *temporal.CanceledError
+			require.ErrorAs(t, env.GetWorkflowError(), &canceled, "a Canceled workflow")
 			require.Equal(t, 2, calls, "no attempt after the webhook went away")
-			var res workflows.DeliveryResult
-			require.NoError(t, env.GetWorkflowResult(&res))
-			require.Equal(t, notifier.DeliveryCanceled, res.Status)
-			require.Equal(t, "canceled: the webhook was deactivated", res.Reason)
+			var reason string
+			require.NoError(t, canceled.Details(&reason))
+			require.Equal(t, "canceled: the webhook was deactivated", reason)
 		})
 	}
 }
@@ -338,4 +338,26 @@ func TestDelivery_RejectedIsNotRetried(t *testing.T) {
 
 	require.Error(t, env.GetWorkflowError())
 	require.Equal(t, 1, calls)
+}
+
+func TestDelivery_CanceledMidAttemptThatSucceededEndsSucceeded(t *testing.T) {
+	env := newEnv(t)
+	// The attempt under way when the cancel comes is accepted and logged;
+	// the workflow learns it when it goes to mark the delivery canceled.
+	env.OnActivity(a.Deliver, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.DeliverInput) (*activities.DeliverResult, error) {
+			return nil, attemptFailed(500)
+		})
+	env.OnActivity(a.FinishDelivery, mock.Anything, mock.Anything).Return("",
+		temporal.NewNonRetryableApplicationError("the delivery succeeded before it could be stopped",
+			activities.ErrAlreadySucceeded, nil, activities.AttemptFailure{StatusCode: 200})).Once()
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Second)
+
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, deliveryInput())
+
+	require.NoError(t, env.GetWorkflowError(), "a Completed workflow, as the delivery succeeded")
+	var res workflows.DeliveryResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, notifier.DeliverySucceeded, res.Status)
+	require.Equal(t, 200, res.StatusCode)
 }

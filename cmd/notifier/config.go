@@ -19,7 +19,10 @@ import (
 
 // config is the service's configuration, read from the environment.
 type config struct {
-	HTTPAddr     string
+	HTTPAddr string
+	// MetricsAddr, when set, is where a process without the API (the
+	// worker role) serves /metrics.
+	MetricsAddr  string
 	DataDir      string
 	DatabasePath string
 	// DatabaseURL, when set, puts the store in PostgreSQL instead of SQLite.
@@ -57,6 +60,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c := &config{
 		HTTPAddr:          env("NOTIFIER_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr:       getenv("NOTIFIER_METRICS_ADDR"),
 		DataDir:           env("NOTIFIER_DATA_DIR", "./.data"),
 		APIToken:          getenv("NOTIFIER_API_TOKEN"),
 		TemporalAddress:   env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
@@ -125,6 +129,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("NOTIFIER_HTTP_ADDR: %w", err)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("NOTIFIER_METRICS_ADDR: %w", err)
+		}
 	}
 	if c.APIToken == "" && !loopback(c.HTTPAddr) {
 		return nil, fmt.Errorf("NOTIFIER_API_TOKEN is required when NOTIFIER_HTTP_ADDR (%s) "+

@@ -870,3 +870,26 @@ func TestEndToEnd_FanOutBeyondOnePage(t *testing.T) {
 	require.NoError(t, devServer.Client().GetWorkflow(ctx, workflows.EventWorkflowID(ev.ID), "").Get(ctx, nil))
 	require.Len(t, r.WaitFor(t, ev.ID, n, 4*time.Minute), n)
 }
+
+func TestEndToEnd_WorkerServesItsMetrics(t *testing.T) {
+	dir, metricsAddr := t.TempDir(), freeAddr(t)
+	api := startRole(t, "api", map[string]string{"NOTIFIER_DATA_DIR": dir})
+	startRole(t, "worker", map[string]string{"NOTIFIER_DATA_DIR": dir, "NOTIFIER_METRICS_ADDR": metricsAddr})
+	r := testenv.NewReceiver(t)
+	hook := api.createWebhook(r.URL(), "", true, notifier.EventOrderFilled)
+	ev := api.publish(map[string]any{"type": "order.filled", "data": map[string]any{"symbol": "X"}})
+	require.NoError(t, waitDelivery(t, ev.ID, hook))
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		// The tests run every process in one test binary, which shares the
+		// counters: their presence is what this can check.
+		return strings.Contains(string(body), `notifier_deliveries_total{outcome="succeeded"}`) &&
+			strings.Contains(string(body), "temporal_")
+	}, 10*time.Second, 100*time.Millisecond, "the worker's own metrics")
+}

@@ -16,6 +16,8 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/barfinex/notifier"
 	"github.com/barfinex/notifier/activities"
 	"github.com/barfinex/notifier/apiserver"
@@ -87,6 +89,17 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 			log.Warn("NOTIFIER_API_TOKEN is not set: the API accepts every request on loopback")
 		}
 		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, api.Handler(), log) })
+	}
+	if !r.api && cfg.MetricsAddr != "" {
+		// A worker alone has no API: its metrics (attempts, deliveries,
+		// the SDK's worker metrics) are served on their own address.
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.Handler())
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"status":"ok"}`))
+		})
+		g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, mux, log) })
 	}
 	g.Go(func() error { <-ctx.Done(); return nil })
 	return g.Wait()
@@ -166,7 +179,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	log.Info("api listening", "addr", ln.Addr().String())
+	log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
