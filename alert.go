@@ -253,7 +253,8 @@ func AlertMessage(r *AlertRule, firing bool, value float64) string {
 		if firing {
 			return fmt.Sprintf("Portfolio drawdown exceeded %.1f%% (current: %.1f%%)", r.Threshold, value)
 		}
-		return fmt.Sprintf("Portfolio drawdown is back below %.1f%% (current: %.1f%%)", r.Threshold, value)
+		return fmt.Sprintf("Portfolio drawdown is back below %.1f%% (current: %.1f%%)",
+			r.Threshold, value)
 	case RuleServiceDown:
 		if firing {
 			return fmt.Sprintf("Service %s has been unreachable for %s seconds (threshold: %s)",

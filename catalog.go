@@ -71,7 +71,8 @@ var eventTypes = []EventTypeInfo{
 		"message": {"type": "string"},
 		"strategy": {"type": "string"},
 		"service": {"type": "string"},
-		"since": {"type": "string", "format": "date-time"}}`, "rule", "threshold", "current_value", "message")},
+		"since": {"type": "string", "format": "date-time"}}`,
+		"rule", "threshold", "current_value", "message")},
 	{EventAlertResolved, "A firing alert rule's condition is no longer true.", schema(`{
 		"rule": {"type": "string", "enum": ["no_signals", "drawdown_threshold", "service_down"]},
 		"rule_id": {"type": "string"},

@@ -86,4 +86,6 @@ type Attempt struct {
 func (a *Attempt) Manual() bool { return a.Run > 1 }
 
 // OK reports whether the receiver accepted the attempt.
-func (a *Attempt) OK() bool { return a.ErrorClass == "" && a.StatusCode >= 200 && a.StatusCode < 300 }
+func (a *Attempt) OK() bool {
+	return a.ErrorClass == "" && a.StatusCode >= 200 && a.StatusCode < 300
+}

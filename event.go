@@ -82,7 +82,8 @@ func ParseEnvelope(body []byte) (*Event, error) {
 // NewEvent validates what a publisher sent and returns the event to deliver.
 // An empty id gets a fresh one; a nil timestamp is now. data must be a JSON
 // object; it is kept as sent, made compact.
-func NewEvent(id string, typ EventType, ts *time.Time, data json.RawMessage, now time.Time) (*Event, error) {
+func NewEvent(id string, typ EventType, ts *time.Time, data json.RawMessage,
+	now time.Time) (*Event, error) {
 	if id == "" {
 		id = NewEventID()
 	} else if !ValidEventID(id) {
@@ -106,7 +107,8 @@ func NewEvent(id string, typ EventType, ts *time.Time, data json.RawMessage, now
 	if err != nil {
 		return nil, err
 	}
-	return &Event{ID: id, Type: typ, Timestamp: at.UTC().Truncate(time.Millisecond), Data: compact}, nil
+	return &Event{ID: id, Type: typ, Timestamp: at.UTC().Truncate(time.Millisecond),
+		Data: compact}, nil
 }
 
 // validTimestamp refuses times an envelope cannot carry as RFC 3339 in UTC,

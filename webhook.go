@@ -220,7 +220,8 @@ func ValidateURL(raw string, p URLPolicy) error {
 		}
 	}
 	if u.User != nil {
-		return Invalid("url", "must not carry credentials; use the webhook secret to authenticate deliveries")
+		return Invalid("url",
+			"must not carry credentials; use the webhook secret to authenticate deliveries")
 	}
 	if u.Fragment != "" {
 		return Invalid("url", "must not have a fragment")

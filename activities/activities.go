@@ -218,7 +218,8 @@ func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (*DeliverResu
 		errType = ErrRejected
 	}
 	return nil, temporal.NewNonRetryableApplicationError("deliver: "+att.Error, errType, nil,
-		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass, RetryAfter: att.RetryAfter})
+		AttemptFailure{StatusCode: att.StatusCode, ErrorClass: att.ErrorClass,
+			RetryAfter: att.RetryAfter})
 }
 
 // loggedSuccess returns attempt number of the run runID of a delivery if
@@ -342,7 +343,8 @@ type PingResult struct {
 func (a *Activities) Ping(ctx context.Context, in PingInput) (*PingResult, error) {
 	webhook, err := a.Store.Webhook(ctx, in.WebhookID)
 	if notifier.ErrorCode(err) == notifier.ENOTFOUND {
-		return nil, temporal.NewNonRetryableApplicationError("ping: webhook deleted", ErrWebhookDeleted, nil)
+		return nil, temporal.NewNonRetryableApplicationError("ping: webhook deleted",
+			ErrWebhookDeleted, nil)
 	} else if err != nil {
 		return nil, err
 	}
@@ -382,13 +384,15 @@ func (a *Activities) send(ctx context.Context, w *notifier.Webhook, typ notifier
 		if attempt > 0 {
 			headers.Set("X-Barfinex-Attempt", strconv.Itoa(attempt))
 		}
-		att := a.Sender.Post(ctx, Request{URL: req.URL, Body: req.Body, Headers: headers, Unbounded: attempt == 0})
+		att := a.Sender.Post(ctx, Request{URL: req.URL, Body: req.Body, Headers: headers,
+			Unbounded: attempt == 0})
 		att.URL = channel.MaskURL(ch, req.URL)
 		if ch.Type != channel.Generic {
 			att.RequestBody = channel.MaskBody(ch, string(req.Body))
 		}
 		// Only an answer the transport took whole is the channel's to judge.
-		if att.StatusCode == 0 || (att.ErrorClass != "" && att.ErrorClass != notifier.ErrClassHTTPStatus) {
+		if att.StatusCode == 0 ||
+			(att.ErrorClass != "" && att.ErrorClass != notifier.ErrClassHTTPStatus) {
 			return att
 		}
 		v := channel.Judge(ch, att.StatusCode, answerHeaders(att), []byte(att.ResponseBody), time.Now())

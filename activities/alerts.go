@@ -41,7 +41,8 @@ type RuleInputs struct {
 
 // LoadRuleInputs reads from the store what a rule watches and the state it
 // recorded last.
-func (a *Activities) LoadRuleInputs(ctx context.Context, rule notifier.AlertRule) (*RuleInputs, error) {
+func (a *Activities) LoadRuleInputs(ctx context.Context,
+	rule notifier.AlertRule) (*RuleInputs, error) {
 	var in RuleInputs
 	switch rule.Type {
 	case notifier.RuleNoSignals:

@@ -95,7 +95,8 @@ func toRuleJSON(r *sqlstore.StoredRule, live *workflows.RuleView, now time.Time)
 		out.State.LastSignalAt = optionalTime(live.Inputs.LastSignalAt)
 	}
 	out.State.Status, out.State.Since = st.Status, timeJSON(st.Since)
-	out.State.CurrentValue, out.State.Episode, out.State.Live = st.CurrentValue, st.Episode, live != nil
+	out.State.CurrentValue, out.State.Episode, out.State.Live =
+		st.CurrentValue, st.Episode, live != nil
 	if live != nil && r.Active {
 		out.State.CurrentValue = live.ValueAt(now)
 	}
@@ -106,7 +107,8 @@ func toRuleJSON(r *sqlstore.StoredRule, live *workflows.RuleView, now time.Time)
 	case len(r.WebhookIDs) == 0:
 		out.Warnings = append(out.Warnings, "the rule has no webhooks left: its alerts go nowhere")
 	case r.ActiveWebhooks == 0:
-		out.Warnings = append(out.Warnings, "all of the rule's webhooks are inactive: its alerts go nowhere")
+		out.Warnings = append(out.Warnings,
+			"all of the rule's webhooks are inactive: its alerts go nowhere")
 	}
 	if !r.Active {
 		out.Warnings = append(out.Warnings, "the rule is inactive: it does not fire")
@@ -356,7 +358,8 @@ func (s *Server) restartRule(ctx context.Context, r *notifier.AlertRule) error {
 	return err
 }
 
-func (s *Server) updateRuleWorkflow(ctx context.Context, id, name string, out any, args ...any) error {
+func (s *Server) updateRuleWorkflow(ctx context.Context, id, name string, out any,
+	args ...any) error {
 	handle, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.RuleWorkflowID(id),
 		UpdateName:   name,
@@ -439,7 +442,8 @@ func (s *Server) deleteRule(c *gin.Context) {
 func (s *Server) observe(ctx context.Context, rules []string, o workflows.Observation) error {
 	var failed error
 	for _, id := range rules {
-		err := s.temporal.SignalWorkflow(ctx, workflows.RuleWorkflowID(id), "", workflows.ObserveSignal, o)
+		err := s.temporal.SignalWorkflow(ctx, workflows.RuleWorkflowID(id), "",
+			workflows.ObserveSignal, o)
 		var notFound *serviceerror.NotFound
 		if err != nil && !errors.As(err, &notFound) {
 			s.log.Warn("signal alert rule", "rule_id", id, "err", err)

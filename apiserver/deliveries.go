@@ -141,7 +141,8 @@ func deliveryFilter(c *gin.Context) (sqlstore.DeliveryFilter, error) {
 	if v := c.Query("status"); v != "" {
 		f.Status = notifier.DeliveryStatus(v)
 		if !deliveryStatuses[f.Status] {
-			return f, notifier.Invalid("status", "must be one of pending, retrying, succeeded, failed, canceled")
+			return f, notifier.Invalid("status",
+				"must be one of pending, retrying, succeeded, failed, canceled")
 		}
 	}
 	if v := c.Query("event_type"); v != "" {
@@ -319,7 +320,8 @@ func (s *Server) running(ctx context.Context, id string) bool {
 	case err != nil:
 		return true
 	}
-	return desc.RawResponse.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	return desc.RawResponse.GetWorkflowExecutionInfo().GetStatus() ==
+		enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // cancelUnfinished cancels the running deliveries of a webhook that was

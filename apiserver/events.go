@@ -47,13 +47,15 @@ func (s *Server) publishEvent(c *gin.Context) {
 	if req.Timestamp != nil {
 		t, err := time.Parse(time.RFC3339Nano, *req.Timestamp)
 		if err != nil {
-			writeError(c, notifier.Invalid("timestamp", "must be an RFC 3339 time, like 2026-03-27T12:00:00.000Z"))
+			writeError(c, notifier.Invalid("timestamp",
+				"must be an RFC 3339 time, like 2026-03-27T12:00:00.000Z"))
 			return
 		}
 		ts = &t
 	}
 	if notifier.ReservedEventID(req.ID) {
-		writeError(c, notifier.Invalid("id", "ids starting with \"alert:\" or \"service:\" name the notifier's own events"))
+		writeError(c, notifier.Invalid("id",
+			"ids starting with \"alert:\" or \"service:\" name the notifier's own events"))
 		return
 	}
 	ev, err := notifier.NewEvent(req.ID, req.Type, ts, req.Data, s.now())
@@ -148,8 +150,10 @@ func (s *Server) fanOut(ctx context.Context, ev *sqlstore.StoredEvent) (bool, er
 				// A run already under way is an error, not a handle to it.
 				WorkflowExecutionErrorWhenAlreadyStarted: true,
 				EnableEagerStart:                         true,
-				StaticSummary:                            workflows.DeliverySummary(ev.Type, t.WebhookName, t.Host),
-				TypedSearchAttributes:                    workflows.DeliveryAttributes(t.WebhookID, ev.ID, ev.Type),
+				StaticSummary: workflows.DeliverySummary(ev.Type, t.WebhookName,
+					t.Host),
+				TypedSearchAttributes: workflows.DeliveryAttributes(t.WebhookID, ev.ID,
+					ev.Type),
 			}, workflows.DeliveryWorkflow, workflows.DeliveryInput{
 				DeliveryID: t.DeliveryID,
 				EventID:    ev.ID,

@@ -74,7 +74,8 @@ func New(store *sqlstore.Store, tc client.Client, cfg Config, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &Server{store: store, temporal: tc, cfg: cfg, log: log, schemas: schemas, now: time.Now}, nil
+	return &Server{store: store, temporal: tc, cfg: cfg, log: log, schemas: schemas,
+		now: time.Now}, nil
 }
 
 // maxConfigBody caps the body of every request but event publishing.
@@ -90,7 +91,8 @@ func (s *Server) Handler() http.Handler {
 	r.RedirectFixedPath = false
 	r.Use(s.logRequests, s.recover)
 	r.NoRoute(func(c *gin.Context) {
-		writeError(c, notifier.Errorf(notifier.ENOTFOUND, "no route %s %s", c.Request.Method, c.Request.URL.Path))
+		writeError(c, notifier.Errorf(notifier.ENOTFOUND, "no route %s %s",
+			c.Request.Method, c.Request.URL.Path))
 	})
 	r.NoMethod(func(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, errorBody("method_not_allowed",
@@ -147,7 +149,8 @@ func (s *Server) logRequests(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
-	metrics.HTTPRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
+	metrics.HTTPRequests.WithLabelValues(c.Request.Method, route,
+		strconv.Itoa(c.Writer.Status())).Inc()
 	s.log.Info("http request", "method", c.Request.Method, "path", route,
 		"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
 }

@@ -307,5 +307,6 @@ func (s *Server) ping(ctx context.Context, webhookID string) *pingJSON {
 		s.log.Warn("ping", "webhook_id", webhookID, "err", err)
 		return &pingJSON{Error: "ping did not finish in time"}
 	}
-	return &pingJSON{OK: res.OK, StatusCode: res.StatusCode, Error: res.Error, DurationMS: res.DurationMS}
+	return &pingJSON{OK: res.OK, StatusCode: res.StatusCode, Error: res.Error,
+		DurationMS: res.DurationMS}
 }

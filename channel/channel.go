@@ -46,13 +46,15 @@ func Resolve(s notifier.Channel, rawURL string) (notifier.Channel, error) {
 			s.ChatID = q.Get("chat_id")
 		}
 		if s.ChatID == "" {
-			return s, notifier.Invalid("channel.chat_id", "is required for Telegram (or give chat_id in the URL)")
+			return s, notifier.Invalid("channel.chat_id",
+				"is required for Telegram (or give chat_id in the URL)")
 		}
 		if s.ParseMode != "" && s.ParseMode != "HTML" {
 			return s, notifier.Invalid("channel.parse_mode", "must be HTML or empty (plain text)")
 		}
 		if !strings.HasSuffix(u.Path, "/sendMessage") {
-			return s, notifier.Invalid("url", "a Telegram URL is https://api.telegram.org/bot<token>/sendMessage")
+			return s, notifier.Invalid("url",
+				"a Telegram URL is https://api.telegram.org/bot<token>/sendMessage")
 		}
 	case PagerDuty:
 		if s.RoutingKey == "" {
@@ -73,7 +75,8 @@ func Resolve(s notifier.Channel, rawURL string) (notifier.Channel, error) {
 			s.Source = "barfinex-notifier"
 		}
 	default:
-		return s, notifier.Invalid("channel.type", "must be auto, generic, slack, telegram, pagerduty or discord")
+		return s, notifier.Invalid("channel.type",
+			"must be auto, generic, slack, telegram, pagerduty or discord")
 	}
 	if len(s.ChatID) > 64 || len(s.RoutingKey) > 64 || len(s.Source) > 255 {
 		return s, notifier.Invalid("channel", "a setting is too long")
@@ -91,7 +94,8 @@ func typeForHost(host, path string) string {
 		return Telegram
 	case host == "events.pagerduty.com" || host == "events.eu.pagerduty.com":
 		return PagerDuty
-	case (host == "discord.com" || host == "discordapp.com" || strings.HasSuffix(host, ".discord.com")) &&
+	case (host == "discord.com" || host == "discordapp.com" ||
+		strings.HasSuffix(host, ".discord.com")) &&
 		discordPath.MatchString(path):
 		return Discord
 	default:

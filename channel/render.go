@@ -65,7 +65,8 @@ func describe(ev *notifier.Event) message {
 		title = "Service up: " + get("service")
 	case notifier.EventServiceDown:
 		title = "Service down: " + get("service")
-	case notifier.EventDeploymentCreated, notifier.EventDeploymentUpdated, notifier.EventDeploymentDeleted:
+	case notifier.EventDeploymentCreated, notifier.EventDeploymentUpdated,
+		notifier.EventDeploymentDeleted:
 		verb := strings.TrimPrefix(string(ev.Type), "deployment.")
 		title = "Deployment " + verb + ": " + join(get("deployment_id"), get("service"))
 	case notifier.EventAlertTriggered:
@@ -78,7 +79,8 @@ func describe(ev *notifier.Event) message {
 		title = string(ev.Type)
 	}
 	m := message{Title: strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(title), ":")),
-		Footer: fmt.Sprintf("%s · %s · %s", ev.Type, ev.ID, ev.Timestamp.UTC().Format(notifier.TimestampLayout))}
+		Footer: fmt.Sprintf("%s · %s · %s", ev.Type, ev.ID,
+			ev.Timestamp.UTC().Format(notifier.TimestampLayout))}
 	keys := make([]string, 0, len(data))
 	for k := range data {
 		keys = append(keys, k)
@@ -248,7 +250,8 @@ func renderPagerDuty(s notifier.Channel, ev *notifier.Event, envelope []byte) an
 		// One incident per episode of a rule on its target: the trigger and
 		// the resolve of one episode share its start.
 		target := firstNonEmpty(str("strategy"), str("service"), "portfolio")
-		dedup = "barfinex:alert:" + str("rule") + ":" + str("rule_id") + ":" + target + ":" + instant(str("since"))
+		dedup = "barfinex:alert:" + str("rule") + ":" + str("rule_id") + ":" + target + ":" +
+			instant(str("since"))
 		if ev.Type == notifier.EventAlertResolved {
 			action = resolve
 		}

@@ -70,7 +70,8 @@ type RefusedError struct {
 
 // Error implements the error interface.
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("connection to %s refused: %s (see NOTIFIER_ALLOWED_TARGETS)", e.Target, e.Reason)
+	return fmt.Sprintf("connection to %s refused: %s (see NOTIFIER_ALLOWED_TARGETS)",
+		e.Target, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, ErrRefused) true.
@@ -230,7 +231,8 @@ func (p Policy) CheckURL(raw string) error {
 		}
 	}
 	if ambiguous(host) {
-		return &RefusedError{Target: host, Reason: "an address in an ambiguous spelling; write it as a.b.c.d"}
+		return &RefusedError{Target: host,
+			Reason: "an address in an ambiguous spelling; write it as a.b.c.d"}
 	}
 	if p.AllowPrivate || p.hostAllowed(host) {
 		return nil
@@ -266,7 +268,8 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	}
 	host = normalizeHost(host)
 	if ambiguous(host) {
-		return nil, &RefusedError{Target: host, Reason: "an address in an ambiguous spelling; write it as a.b.c.d"}
+		return nil, &RefusedError{Target: host,
+			Reason: "an address in an ambiguous spelling; write it as a.b.c.d"}
 	}
 	nameAllowed := d.Policy.hostAllowed(host)
 

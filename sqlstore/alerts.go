@@ -125,7 +125,8 @@ func serviceExists(ctx context.Context, q queryer, name string) error {
 
 // setRuleWebhooks links a rule to its webhooks. With strict, a webhook that
 // does not exist is a field error; without, it is skipped.
-func setRuleWebhooks(ctx context.Context, tx txConn, ruleID string, ids []string, strict bool) error {
+func setRuleWebhooks(ctx context.Context, tx txConn, ruleID string, ids []string,
+	strict bool) error {
 	for _, id := range ids {
 		res, err := tx.ExecContext(ctx, `INSERT INTO alert_rule_webhooks (rule_id, webhook_id)
 			SELECT ?, id FROM webhooks WHERE id = ?`, ruleID, id)
@@ -259,7 +260,8 @@ func (s *Store) DeleteAlertRule(ctx context.Context, id string) error {
 // RulesWatching returns the ids of the rules of a type that watch a target:
 // a strategy for no_signals, a service for service_down, anything for
 // drawdown_threshold.
-func (s *Store) RulesWatching(ctx context.Context, typ notifier.RuleType, target string) ([]string, error) {
+func (s *Store) RulesWatching(ctx context.Context, typ notifier.RuleType,
+	target string) ([]string, error) {
 	switch typ {
 	case notifier.RuleNoSignals:
 		return queryIDs(ctx, s.db, `SELECT id FROM alert_rules
@@ -426,7 +428,8 @@ func (s *Store) Service(ctx context.Context, name string) (*notifier.Service, er
 }
 
 // Services lists services by name, limit at a time, after the name cursor.
-func (s *Store) Services(ctx context.Context, limit int, after string) ([]*notifier.Service, string, error) {
+func (s *Store) Services(ctx context.Context, limit int,
+	after string) ([]*notifier.Service, string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+serviceColumns+` FROM services
 		WHERE name > ? ORDER BY name LIMIT ?`, after, limit+1)
 	if err != nil {

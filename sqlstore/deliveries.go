@@ -206,7 +206,8 @@ func targetedWebhooks(ctx context.Context, tx txConn, targets string) ([]string,
 		placeholders(len(ids))+`) ORDER BY id`, args...)
 }
 
-func waitingTargets(ctx context.Context, tx txConn, eventID, after string, limit int) ([]Target, error) {
+func waitingTargets(ctx context.Context, tx txConn, eventID, after string,
+	limit int) ([]Target, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT d.id, w.id, w.name, w.url FROM deliveries d
 		JOIN webhooks w ON w.id = d.webhook_id
 		WHERE d.event_id = ? AND d.status = ? AND d.attempts = 0 AND d.id > ?
@@ -420,12 +421,14 @@ func (s *Store) UnfinishedDeliveries(ctx context.Context, webhookID string) ([]s
 // conflict: one that succeeded needs no retry, and one that is pending or
 // retrying is still running, unless stranded says its workflow has ended
 // without finishing it. Of two reopenings at once, one wins.
-func (s *Store) ReopenDelivery(ctx context.Context, id string, stranded bool) (*notifier.Delivery, error) {
+func (s *Store) ReopenDelivery(ctx context.Context, id string,
+	stranded bool) (*notifier.Delivery, error) {
 	before, err := s.Delivery(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	reopenable := before.Status == notifier.DeliveryFailed || before.Status == notifier.DeliveryCanceled ||
+	reopenable := before.Status == notifier.DeliveryFailed ||
+		before.Status == notifier.DeliveryCanceled ||
 		(stranded && !before.Status.Final())
 	if !reopenable {
 		return nil, notifier.Errorf(notifier.ECONFLICT,
@@ -443,7 +446,8 @@ func (s *Store) ReopenDelivery(ctx context.Context, id string, stranded bool) (*
 	if n, err := res.RowsAffected(); err != nil {
 		return nil, err
 	} else if n == 0 {
-		return nil, notifier.Errorf(notifier.ECONFLICT, "delivery %s changed meanwhile; read it again", id)
+		return nil, notifier.Errorf(notifier.ECONFLICT,
+			"delivery %s changed meanwhile; read it again", id)
 	}
 	return before, nil
 }

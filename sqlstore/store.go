@@ -76,7 +76,8 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 // OpenPostgres connects to the PostgreSQL database at url (postgres://…)
 // and brings its schema up to date. Replicas starting together migrate one
 // at a time, under an advisory lock.
-func OpenPostgres(ctx context.Context, url string, pool PoolConfig, opts ...Option) (*Store, error) {
+func OpenPostgres(ctx context.Context, url string, pool PoolConfig,
+	opts ...Option) (*Store, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)

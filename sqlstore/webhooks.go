@@ -41,7 +41,8 @@ func (s *Store) CreateWebhook(ctx context.Context, w *notifier.Webhook) error {
 	})
 }
 
-func insertWebhookEvents(ctx context.Context, tx txConn, id string, events []notifier.EventType) error {
+func insertWebhookEvents(ctx context.Context, tx txConn, id string,
+	events []notifier.EventType) error {
 	for _, e := range events {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO webhook_events (webhook_id, event_type) VALUES (?, ?)`, id, string(e))
@@ -132,7 +133,8 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string,
 			return err
 		}
 		if upd.Events != nil {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_events WHERE webhook_id = ?`, id); err != nil {
+			if _, err := tx.ExecContext(ctx,
+				`DELETE FROM webhook_events WHERE webhook_id = ?`, id); err != nil {
 				return err
 			}
 			if err := insertWebhookEvents(ctx, tx, id, upd.Events); err != nil {

@@ -48,7 +48,8 @@ const DefaultPollers = 16
 // deployment chose another). A client used to start workflows on the same
 // task queue hands their first task to this worker straight away (eager
 // start), when it has room.
-func New(c client.Client, taskQueue string, acts *activities.Activities, opts Options) sdkworker.Worker {
+func New(c client.Client, taskQueue string, acts *activities.Activities,
+	opts Options) sdkworker.Worker {
 	if opts.WorkflowPollers <= 0 {
 		opts.WorkflowPollers = DefaultPollers
 	}
@@ -103,7 +104,8 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // monitor of every registered service that is not running, as after a
 // workflow was terminated by hand or a start was lost. A rule started again
 // takes up the state it recorded last.
-func EnsureWatchers(ctx context.Context, c client.Client, store *sqlstore.Store, taskQueue string) error {
+func EnsureWatchers(ctx context.Context, c client.Client, store *sqlstore.Store,
+	taskQueue string) error {
 	rules, err := store.AllAlertRules(ctx)
 	if err != nil {
 		return fmt.Errorf("list alert rules: %w", err)

@@ -191,13 +191,15 @@ func (r *ruleRun) setHandlers(ctx workflow.Context) error {
 		return err
 	}
 	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateRuleName, r.update,
-		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, u notifier.AlertRuleUpdate) error {
-			if r.deleting {
-				return temporal.NewApplicationError("the rule is being deleted", ErrRuleDeleted)
-			}
-			_, err := r.changed(u)
-			return err
-		}})
+		workflow.UpdateHandlerOptions{
+			Validator: func(ctx workflow.Context, u notifier.AlertRuleUpdate) error {
+				if r.deleting {
+					return temporal.NewApplicationError("the rule is being deleted", ErrRuleDeleted)
+				}
+				_, err := r.changed(u)
+				return err
+			},
+		})
 	if err != nil {
 		return err
 	}
@@ -251,9 +253,11 @@ func (r *ruleRun) update(ctx workflow.Context, u notifier.AlertRuleUpdate) (*Rul
 		return nil, err
 	}
 	retarget := next.Target() != r.rule.Target()
-	if r.st.Alert.Status == notifier.AlertFiring && (retarget || !sameSet(next.WebhookIDs, r.rule.WebhookIDs)) {
+	if r.st.Alert.Status == notifier.AlertFiring &&
+		(retarget || !sameSet(next.WebhookIDs, r.rule.WebhookIDs)) {
 		_, value, _ := r.condition(workflow.Now(ctx))
-		if err := r.resolve(actx, value, fmt.Sprintf("Alert rule %q was changed", r.rule.Name)); err != nil {
+		if err := r.resolve(actx, value,
+			fmt.Sprintf("Alert rule %q was changed", r.rule.Name)); err != nil {
 			return nil, err
 		}
 	}
@@ -476,7 +480,8 @@ func (r *ruleRun) resolve(ctx workflow.Context, value float64, message string) e
 	return nil
 }
 
-func (r *ruleRun) alertData(episode int, value float64, since time.Time, message string) activities.AlertData {
+func (r *ruleRun) alertData(episode int, value float64, since time.Time,
+	message string) activities.AlertData {
 	return activities.AlertData{
 		Rule: r.rule.Type, RuleID: r.rule.ID, RuleName: r.rule.Name,
 		Threshold: r.rule.Threshold, CurrentValue: value, Message: message,
@@ -519,7 +524,8 @@ func startFanOut(ctx workflow.Context, eventID string, typ notifier.EventType, f
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:         fmt.Sprintf("%s %s (%s)", typ, eventID, from),
 	})
-	err := workflow.ExecuteChildWorkflow(cctx, EventWorkflow, EventInput{EventID: eventID, EventType: typ}).
+	err := workflow.ExecuteChildWorkflow(cctx, EventWorkflow,
+		EventInput{EventID: eventID, EventType: typ}).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	var dup *temporal.ChildWorkflowExecutionAlreadyStartedError
 	if err != nil && !errors.As(err, &dup) {
@@ -594,7 +600,8 @@ func (r *ruleRun) continueAsNew(ctx workflow.Context, observations workflow.Rece
 		return r.delete(ctx)
 	}
 	r.drain(observations)
-	return workflow.NewContinueAsNewError(ctx, AlertRuleWorkflow, RuleInput{Rule: r.rule, State: &r.st})
+	return workflow.NewContinueAsNewError(ctx, AlertRuleWorkflow,
+		RuleInput{Rule: r.rule, State: &r.st})
 }
 
 func (r *ruleRun) view() *RuleView {

@@ -168,7 +168,8 @@ type delivery struct {
 	statusSet bool
 }
 
-func (d *delivery) succeed(ctx workflow.Context, res *activities.DeliverResult) (*DeliveryResult, error) {
+func (d *delivery) succeed(ctx workflow.Context,
+	res *activities.DeliverResult) (*DeliveryResult, error) {
 	if !res.Recorded {
 		rctx := workflow.WithActivityOptions(ctx, bookkeeping)
 		err := workflow.ExecuteActivity(rctx, a.RecordAttempt, activities.RecordAttemptInput{

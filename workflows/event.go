@@ -95,7 +95,8 @@ func DeliverySummary(typ notifier.EventType, webhookName, host string) string {
 // DeliveryStatus is not among them: a delivery sets it when it leaves the
 // happy path (see DeliveryWorkflow), so that one that succeeds at once
 // costs no upsert.
-func DeliveryAttributes(webhookID, eventID string, typ notifier.EventType) temporal.SearchAttributes {
+func DeliveryAttributes(webhookID, eventID string,
+	typ notifier.EventType) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
 		WebhookIDKey.ValueSet(webhookID),
 		EventIDKey.ValueSet(eventID),

@@ -1,7 +1,8 @@
 // Package workflows holds the notifier's Temporal workflows: the fan-out of
 // a published event, the delivery of one event to one webhook, the test
-// ping, alert rules and the monitors of connected services. They are deterministic; everything that touches the outside world
-// runs in the activities package.
+// ping, alert rules and the monitors of connected services. They are
+// deterministic; everything that touches the outside world runs in the
+// activities package.
 package workflows
 
 import (
@@ -51,7 +52,8 @@ func RuleStartOptions(rule *notifier.AlertRule, taskQueue string) client.StartWo
 		TaskQueue: taskQueue,
 		// A run already under way is an error, not a handle to it.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("alert rule %q: %s on %s", rule.Name, rule.Type, rule.Target()),
+		StaticSummary: fmt.Sprintf("alert rule %q: %s on %s", rule.Name, rule.Type,
+			rule.Target()),
 	}
 }
 

@@ -20,11 +20,13 @@ func runBacklog(ctx context.Context, s *stack, o *options, stdout io.Writer) err
 		if err != nil {
 			return err
 		}
-		if _, err := s.createWebhook(ctx, fmt.Sprintf("http://127.0.0.1:%d/hook", port), typ); err != nil {
+		if _, err := s.createWebhook(ctx, fmt.Sprintf("http://127.0.0.1:%d/hook", port),
+			typ); err != nil {
 			return err
 		}
 	}
-	idle := [2]float64{memMiB(s.notifier.cmd.Process.Pid, "VmRSS"), memMiB(s.temporal.cmd.Process.Pid, "VmRSS")}
+	idle := [2]float64{memMiB(s.notifier.cmd.Process.Pid, "VmRSS"),
+		memMiB(s.temporal.cmd.Process.Pid, "VmRSS")}
 	events := (o.backlog + width - 1) / width
 	want := float64(events * width)
 	fmt.Fprintf(stdout, "bench: backlog of %.0f deliveries (%d events to %d dead receivers)\n",
@@ -66,7 +68,8 @@ func runBacklog(ctx context.Context, s *stack, o *options, stdout io.Writer) err
 	np, tp := s.notifier.cmd.Process.Pid, s.temporal.cmd.Process.Pid
 	body := fmt.Sprintf("%d deliveries waiting in backoff (first attempt refused, next one 30 min "+
 		"away), reached in %.0f s.\n\n"+
-		"| process | RSS before MiB | RSS with the backlog MiB | peak RSS MiB |\n| --- | ---: | ---: | ---: |\n"+
+		"| process | RSS before MiB | RSS with the backlog MiB | peak RSS MiB |\n"+
+		"| --- | ---: | ---: | ---: |\n"+
 		"| notifier (API and worker) | %.0f | %.0f | %.0f |\n"+
 		"| Temporal dev server | %.0f | %.0f | %.0f |\n",
 		waiting.Count, filled.Seconds(),

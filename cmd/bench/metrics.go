@@ -127,7 +127,8 @@ func settledMetrics(ctx context.Context, url string) (scrape, error) {
 		if err != nil {
 			return nil, err
 		}
-		if next.sum("notifier_deliveries_total", succeeded) == last.sum("notifier_deliveries_total", succeeded) {
+		if next.sum("notifier_deliveries_total", succeeded) ==
+			last.sum("notifier_deliveries_total", succeeded) {
 			return next, nil
 		}
 		last = next

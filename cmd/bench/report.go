@@ -23,7 +23,9 @@ type report struct {
 	fanOutWidth    int
 }
 
-func (r *report) all() []*result { return append(append([]*result{}, r.rows...), r.naive, r.direct) }
+func (r *report) all() []*result {
+	return append(append([]*result{}, r.rows...), r.naive, r.direct)
+}
 
 // table is the report as aligned text.
 func (r *report) table() string {
@@ -73,8 +75,9 @@ func ms(d time.Duration) string {
 // markdown is the report as a table in Markdown.
 func (r *report) markdown() string {
 	var b strings.Builder
-	b.WriteString("| | deliveries | deliveries/s | ÷ naive | ÷ direct | offered/s | p50 ms | p95 ms | " +
-		"p99 ms | server CPU s | worker CPU s | server CPU ms/delivery | worker peak RSS MiB | duplicates |\n")
+	b.WriteString("| | deliveries | deliveries/s | ÷ naive | ÷ direct | offered/s | " +
+		"p50 ms | p95 ms | p99 ms | server CPU s | worker CPU s | " +
+		"server CPU ms/delivery | worker peak RSS MiB | duplicates |\n")
 	b.WriteString("| --- |" + strings.Repeat(" ---: |", 13) + "\n")
 	for _, x := range r.all() {
 		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %d |\n",

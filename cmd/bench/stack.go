@@ -33,7 +33,8 @@ type stack struct {
 	notifEnv  []string
 }
 
-func startStack(ctx context.Context, ps *procs, dir string, o *options, mode string) (*stack, error) {
+func startStack(ctx context.Context, ps *procs, dir string, o *options,
+	mode string) (*stack, error) {
 	r, err := root()
 	if err != nil {
 		return nil, err
@@ -58,7 +59,8 @@ func startStack(ctx context.Context, ps *procs, dir string, o *options, mode str
 	for _, k := range workflows.SearchAttributeKeys {
 		args = append(args, "--search-attribute", k.GetName()+"=Keyword")
 	}
-	if s.temporal, err = ps.start(dir, "temporal", filepath.Join(r, "bin", "temporal"), nil, args...); err != nil {
+	if s.temporal, err = ps.start(dir, "temporal", filepath.Join(r, "bin", "temporal"), nil,
+		args...); err != nil {
 		return nil, err
 	}
 	if s.tc, err = dial(ctx, s.address, s.temporal); err != nil {
@@ -99,7 +101,8 @@ func (s *stack) close() { s.tc.Close() }
 func dial(ctx context.Context, address string, p *proc) (client.Client, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		c, err := client.DialContext(ctx, client.Options{HostPort: address, Logger: sdklog.NewStructuredLogger(discardLogger())})
+		c, err := client.DialContext(ctx, client.Options{HostPort: address,
+			Logger: sdklog.NewStructuredLogger(discardLogger())})
 		if err == nil {
 			return c, nil
 		}

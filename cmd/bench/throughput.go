@@ -46,13 +46,15 @@ type result struct {
 }
 
 func (r *result) summary() string {
-	return fmt.Sprintf("%.0f deliveries/s; at %s/s p50 %s ms, p99 %s ms; server CPU %s s, worker CPU %.1f s",
+	return fmt.Sprintf("%.0f deliveries/s; at %s/s p50 %s ms, p99 %s ms; "+
+		"server CPU %s s, worker CPU %.1f s",
 		r.rate, num(r.offered, 0), ms(r.p50), ms(r.p99), num(r.serverCPU, 1), r.workerCPU)
 }
 
 // eventTypes are the types the rows publish, one per fan-out width, so that
 // each row's webhooks get only that row's events.
-var eventTypes = []string{"order.filled", "order.placed", "deployment.created", "deployment.updated"}
+var eventTypes = []string{"order.filled", "order.placed", "deployment.created",
+	"deployment.updated"}
 
 func runThroughput(ctx context.Context, s *stack, o *options, stdout io.Writer) error {
 	var rows []*result
@@ -110,7 +112,8 @@ func runThroughput(ctx context.Context, s *stack, o *options, stdout io.Writer) 
 
 // benchNotifier measures the notifier publishing to m webhooks: saturation,
 // then latency at half that rate. It returns a delivery id of the row.
-func benchNotifier(ctx context.Context, s *stack, o *options, m int, typ, tag string) (*result, string, error) {
+func benchNotifier(ctx context.Context, s *stack, o *options, m int,
+	typ, tag string) (*result, string, error) {
 	rs, err := newReceivers(m)
 	if err != nil {
 		return nil, "", err
@@ -222,7 +225,8 @@ func benchNaive(ctx context.Context, s *stack, o *options) (*result, error) {
 		return nil, err
 	}
 	defer w.stop(20 * time.Second)
-	body := []byte(`{"id":"x","type":"order.filled","timestamp":"2026-03-27T12:00:00.000Z","data":{"symbol":"BTCUSDT"}}`)
+	body := []byte(`{"id":"x","type":"order.filled",` +
+		`"timestamp":"2026-03-27T12:00:00.000Z","data":{"symbol":"BTCUSDT"}}`)
 	start := func(id string) error {
 		_, err := s.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID: id, TaskQueue: naiveTaskQueue,
@@ -420,7 +424,8 @@ func openLoop(ctx context.Context, n int, rate float64, do func(i int) error) er
 	return nil
 }
 
-func waitArrivals(ctx context.Context, done <-chan struct{}, within time.Duration, rs *receivers) error {
+func waitArrivals(ctx context.Context, done <-chan struct{}, within time.Duration,
+	rs *receivers) error {
 	select {
 	case <-done:
 		return nil
@@ -453,7 +458,8 @@ func percentiles(d []time.Duration) (p50, p95, p99 time.Duration) {
 
 // historyLength counts the events in a closed workflow's history.
 func historyLength(ctx context.Context, tc client.Client, workflowID string) (int, error) {
-	iter := tc.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	iter := tc.GetWorkflowHistory(ctx, workflowID, "", false,
+		enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	n := 0
 	for iter.HasNext() {
 		if _, err := iter.Next(); err != nil {

@@ -82,20 +82,24 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.Egress.AllowPrivate = c.AllowPrivate
-	c.Egress.Allowed, c.Egress.AllowedHosts, err = egress.ParseTargets(getenv("NOTIFIER_ALLOWED_TARGETS"))
+	c.Egress.Allowed, c.Egress.AllowedHosts, err =
+		egress.ParseTargets(getenv("NOTIFIER_ALLOWED_TARGETS"))
 	if err != nil {
 		return nil, fmt.Errorf("NOTIFIER_ALLOWED_TARGETS: %w", err)
 	}
 	if c.MaxPerHost, err = parseInt(getenv, "NOTIFIER_MAX_IN_FLIGHT_PER_HOST", 16); err != nil {
 		return nil, err
 	}
-	if c.WorkflowPollers, err = parseInt(getenv, "NOTIFIER_WORKFLOW_POLLERS", worker.DefaultPollers); err != nil {
+	if c.WorkflowPollers, err = parseInt(getenv, "NOTIFIER_WORKFLOW_POLLERS",
+		worker.DefaultPollers); err != nil {
 		return nil, err
 	}
-	if c.ActivityPollers, err = parseInt(getenv, "NOTIFIER_ACTIVITY_POLLERS", worker.DefaultPollers); err != nil {
+	if c.ActivityPollers, err = parseInt(getenv, "NOTIFIER_ACTIVITY_POLLERS",
+		worker.DefaultPollers); err != nil {
 		return nil, err
 	}
-	c.WorkflowCacheSize, err = parseInt(getenv, "NOTIFIER_WORKFLOW_CACHE_SIZE", worker.DefaultCacheSize)
+	c.WorkflowCacheSize, err = parseInt(getenv, "NOTIFIER_WORKFLOW_CACHE_SIZE",
+		worker.DefaultCacheSize)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +111,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT", c.Retry.AttemptTimeout)
+	c.Retry.AttemptTimeout, err = parseDuration(getenv, "NOTIFIER_ATTEMPT_TIMEOUT",
+		c.Retry.AttemptTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +125,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.Pool = sqlstore.PoolConfig{MaxOpen: int(maxOpen), MaxIdle: int(maxIdle)}
-	c.Pool.MaxLifetime, err = parseDuration(getenv, "NOTIFIER_DATABASE_CONN_MAX_LIFETIME", 30*time.Minute)
+	c.Pool.MaxLifetime, err = parseDuration(getenv, "NOTIFIER_DATABASE_CONN_MAX_LIFETIME",
+		30*time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +201,8 @@ func parseInt(getenv func(string) string, key string, def int64) (int64, error) 
 	return n, nil
 }
 
-func parseDuration(getenv func(string) string, key string, def time.Duration) (time.Duration, error) {
+func parseDuration(getenv func(string) string, key string,
+	def time.Duration) (time.Duration, error) {
 	v := getenv(key)
 	if v == "" {
 		return def, nil
