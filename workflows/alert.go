@@ -228,8 +228,9 @@ func (r *ruleRun) changed(u notifier.AlertRuleUpdate) (notifier.AlertRule, error
 
 // update applies a change to the rule, after the evaluation or update
 // under way, and answers with the state the change led to. A firing alert
-// whose target or webhooks change is resolved first, as what it was and to
-// where it went, so that every trigger's resolution reaches its receivers.
+// whose target changes, or that loses a webhook, is resolved first, as what
+// it was and to where it went, so that every trigger's resolution reaches
+// its receivers.
 func (r *ruleRun) update(ctx workflow.Context, u notifier.AlertRuleUpdate) (*RuleView, error) {
 	if err := r.mu.Lock(ctx); err != nil {
 		return nil, err
@@ -254,7 +255,7 @@ func (r *ruleRun) update(ctx workflow.Context, u notifier.AlertRuleUpdate) (*Rul
 	}
 	retarget := next.Target() != r.rule.Target()
 	if r.st.Alert.Status == notifier.AlertFiring &&
-		(retarget || !sameSet(next.WebhookIDs, r.rule.WebhookIDs)) {
+		(retarget || !subset(r.rule.WebhookIDs, next.WebhookIDs)) {
 		_, value, _ := r.condition(workflow.Now(ctx))
 		if err := r.resolve(actx, value,
 			fmt.Sprintf("Alert rule %q was changed", r.rule.Name)); err != nil {
@@ -282,15 +283,13 @@ func (r *ruleRun) update(ctx workflow.Context, u notifier.AlertRuleUpdate) (*Rul
 	return r.view(), nil
 }
 
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	in := make(map[string]bool, len(a))
-	for _, x := range a {
+// subset reports whether every id of a is in b.
+func subset(a, b []string) bool {
+	in := make(map[string]bool, len(b))
+	for _, x := range b {
 		in[x] = true
 	}
-	for _, x := range b {
+	for _, x := range a {
 		if !in[x] {
 			return false
 		}

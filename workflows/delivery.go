@@ -87,6 +87,10 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (*DeliveryResult, 
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: deadline,
 		RetryPolicy:         machinery,
+		// A cancel waits for the attempt under way to end, so that an
+		// attempt the receiver accepts meanwhile is in the log before the
+		// delivery is finished (it then ends succeeded).
+		WaitForCancellation: true,
 	})
 	// The first attempt runs as a local activity, inside the workflow task
 	// that starts the delivery: no activity task to schedule, dispatch and

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -892,4 +894,42 @@ func TestEndToEnd_WorkerServesItsMetrics(t *testing.T) {
 		return strings.Contains(string(body), `notifier_deliveries_total{outcome="succeeded"}`) &&
 			strings.Contains(string(body), "temporal_")
 	}, 10*time.Second, 100*time.Millisecond, "the worker's own metrics")
+}
+
+func TestEndToEnd_DeactivatedDuringAcceptedAttemptEndsSucceeded(t *testing.T) {
+	s := startStack(t, map[string]string{"NOTIFIER_RETRY_INITIAL_INTERVAL": "1s"})
+	// The receiver refuses the first attempt and takes two seconds to accept
+	// the second; the webhook is deactivated while it takes them.
+	inSecond := make(chan struct{})
+	var attempts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Barfinex-Event") == "ping" {
+			return
+		}
+		switch attempts.Add(1) {
+		case 1:
+			w.WriteHeader(http.StatusInternalServerError)
+		case 2:
+			close(inSecond)
+			time.Sleep(2 * time.Second)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	webhookID := s.createWebhook(srv.URL, "", true, notifier.EventOrderFilled)
+	ev := s.publish(map[string]any{"type": "order.filled", "data": map[string]any{"symbol": "X"}})
+	select {
+	case <-inSecond:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no second attempt")
+	}
+	require.Equal(t, http.StatusOK, s.call("PATCH", "/v1/webhooks/"+webhookID,
+		map[string]any{"active": false}, nil))
+
+	require.NoError(t, waitDelivery(t, ev.ID, webhookID), "a Completed workflow, not a Canceled one")
+	var d deliveryOut
+	require.Equal(t, http.StatusOK, s.call("GET", "/v1/deliveries/"+
+		notifier.DeliveryID(ev.ID, webhookID), nil, &d))
+	require.Equal(t, "succeeded", d.Status)
+	require.Equal(t, 2, d.Attempts)
+	require.EqualValues(t, 2, attempts.Load())
 }

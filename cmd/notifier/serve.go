@@ -44,6 +44,22 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 	}
 	defer tc.Close()
 
+	// The listen addresses are taken first: one that is taken or wrong
+	// stops the process before its worker starts.
+	var apiLn, metricsLn net.Listener
+	if r.api {
+		if apiLn, err = listen("NOTIFIER_HTTP_ADDR", cfg.HTTPAddr); err != nil {
+			return err
+		}
+		defer apiLn.Close()
+	}
+	if !r.api && cfg.MetricsAddr != "" {
+		if metricsLn, err = listen("NOTIFIER_METRICS_ADDR", cfg.MetricsAddr); err != nil {
+			return err
+		}
+		defer metricsLn.Close()
+	}
+
 	g, ctx := errgroup.WithContext(ctx)
 	if r.worker {
 		if err := worker.EnsureSearchAttributes(ctx, tc, cfg.TemporalNamespace); err != nil {
@@ -88,9 +104,9 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 		if cfg.APIToken == "" {
 			log.Warn("NOTIFIER_API_TOKEN is not set: the API accepts every request on loopback")
 		}
-		g.Go(func() error { return serveHTTP(ctx, cfg.HTTPAddr, api.Handler(), log) })
+		g.Go(func() error { return serveHTTP(ctx, apiLn, api.Handler(), log) })
 	}
-	if !r.api && cfg.MetricsAddr != "" {
+	if metricsLn != nil {
 		// A worker alone has no API: its metrics (attempts, deliveries,
 		// the SDK's worker metrics) are served on their own address.
 		mux := http.NewServeMux()
@@ -99,7 +115,7 @@ func serve(ctx context.Context, cfg *config, r roles, log *slog.Logger) error {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"status":"ok"}`))
 		})
-		g.Go(func() error { return serveHTTP(ctx, cfg.MetricsAddr, mux, log) })
+		g.Go(func() error { return serveHTTP(ctx, metricsLn, mux, log) })
 	}
 	g.Go(func() error { <-ctx.Done(); return nil })
 	return g.Wait()
@@ -166,7 +182,16 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	return nil
 }
 
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// listen takes the address that the variable name sets.
+func listen(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", name, addr, err)
+	}
+	return ln, nil
+}
+
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -174,10 +199,6 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
 	}
 	log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
