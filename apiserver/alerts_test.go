@@ -27,31 +27,39 @@ func TestAlertRules_BadInputNamesTheField(t *testing.T) {
 	hook := a.webhook(true)
 	require.NoError(t, a.store.CreateService(context.Background(),
 		&notifier.Service{Name: "inspector", HealthURL: "http://127.0.0.1:9/health"}))
+	// rule is a rule's body with the given fields and the webhook.
+	rule := func(fields string) string {
+		return fmt.Sprintf(`{"name":"x",%s,"webhook_ids":[%q]}`, fields, hook)
+	}
+	noSignals := `"type":"no_signals","strategy":"s"`
+	drawdown := `"type":"drawdown_threshold"`
+	serviceDown := `"type":"service_down","service":"inspector"`
 	cases := []struct {
 		body, field string
 	}{
-		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5}`, "webhook_ids"},
-		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5,"webhook_ids":[]}`, "webhook_ids"},
-		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5,"webhook_ids":["wh_aaaaaaaaaaaaaaaaaaaaaaaaaa"]}`, "webhook_ids"},
-		{`{"name":"x","type":"no_signals","strategy":"s","threshold":5,"webhook_ids":["nope"]}`, "webhook_ids"},
-		{fmt.Sprintf(`{"name":"x","type":"no_signals","threshold":5,"webhook_ids":[%q]}`, hook), "strategy"},
-		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":0,"webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":-3,"webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":0.05,"webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","threshold":1e309,"webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"service_down","service":"inspector","threshold":0.5,"webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"no_signals","strategy":"s","webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":101,"webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":"5","webhook_ids":[%q]}`, hook), "threshold"},
-		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":5,"strategy":"s","webhook_ids":[%q]}`, hook), "strategy"},
-		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":5,"resolve_after_seconds":-1,"webhook_ids":[%q]}`, hook), "resolve_after_seconds"},
-		{fmt.Sprintf(`{"name":"x","type":"service_down","threshold":30,"webhook_ids":[%q]}`, hook), "service"},
-		{fmt.Sprintf(`{"name":"x","type":"service_down","service":"ghost","threshold":30,"webhook_ids":[%q]}`, hook), "service"},
-		{fmt.Sprintf(`{"name":"x","type":"service_down","service":"inspector","threshold":30,"resolve_after_seconds":5,"webhook_ids":[%q]}`, hook), "resolve_after_seconds"},
-		{fmt.Sprintf(`{"name":"x","type":"sometimes","threshold":5,"webhook_ids":[%q]}`, hook), "type"},
-		{fmt.Sprintf(`{"name":"x","threshold":5,"webhook_ids":[%q]}`, hook), "type"},
-		{fmt.Sprintf(`{"name":"","type":"drawdown_threshold","threshold":5,"webhook_ids":[%q]}`, hook), "name"},
-		{fmt.Sprintf(`{"name":"x","type":"drawdown_threshold","threshold":5,"webhook_ids":[%q],"bogus":1}`, hook), "bogus"},
+		{`{"name":"x",` + noSignals + `,"threshold":5}`, "webhook_ids"},
+		{`{"name":"x",` + noSignals + `,"threshold":5,"webhook_ids":[]}`, "webhook_ids"},
+		{`{"name":"x",` + noSignals + `,"threshold":5,` +
+			`"webhook_ids":["wh_aaaaaaaaaaaaaaaaaaaaaaaaaa"]}`, "webhook_ids"},
+		{`{"name":"x",` + noSignals + `,"threshold":5,"webhook_ids":["nope"]}`, "webhook_ids"},
+		{rule(`"type":"no_signals","threshold":5`), "strategy"},
+		{rule(noSignals + `,"threshold":0`), "threshold"},
+		{rule(noSignals + `,"threshold":-3`), "threshold"},
+		{rule(noSignals + `,"threshold":0.05`), "threshold"},
+		{rule(noSignals + `,"threshold":1e309`), "threshold"},
+		{rule(serviceDown + `,"threshold":0.5`), "threshold"},
+		{rule(noSignals), "threshold"},
+		{rule(drawdown + `,"threshold":101`), "threshold"},
+		{rule(drawdown + `,"threshold":"5"`), "threshold"},
+		{rule(drawdown + `,"threshold":5,"strategy":"s"`), "strategy"},
+		{rule(drawdown + `,"threshold":5,"resolve_after_seconds":-1`), "resolve_after_seconds"},
+		{rule(`"type":"service_down","threshold":30`), "service"},
+		{rule(`"type":"service_down","service":"ghost","threshold":30`), "service"},
+		{rule(serviceDown + `,"threshold":30,"resolve_after_seconds":5`), "resolve_after_seconds"},
+		{rule(`"type":"sometimes","threshold":5`), "type"},
+		{rule(`"threshold":5`), "type"},
+		{fmt.Sprintf(`{"name":"",%s,"threshold":5,"webhook_ids":[%q]}`, drawdown, hook), "name"},
+		{rule(drawdown + `,"threshold":5,"bogus":1`), "bogus"},
 	}
 	for _, c := range cases {
 		r := a.do("POST", "/v1/alert-rules", c.body)

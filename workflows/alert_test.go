@@ -31,7 +31,6 @@ type ruleEnv struct {
 	env   *testsuite.TestWorkflowEnvironment
 	store *sqlstore.Store
 	rule  notifier.AlertRule
-	start time.Time
 
 	mu       sync.Mutex
 	fanOuts  []string
@@ -58,11 +57,18 @@ func newRuleEnv(t *testing.T, rule notifier.AlertRule) *ruleEnv {
 	require.NoError(t, store.CreateAlertRule(ctx, &rule))
 	rule.CreatedAt = ruleStart
 
+	return newRuleEnvAt(t, store, rule, ruleStart)
+}
+
+// newRuleEnvAt is a test environment for a rule on a store, its clock at
+// start.
+func newRuleEnvAt(t *testing.T, store *sqlstore.Store, rule notifier.AlertRule,
+	start time.Time) *ruleEnv {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.SetStartTime(ruleStart)
+	env.SetStartTime(start)
 	env.RegisterActivity(&activities.Activities{Store: store})
-	r := &ruleEnv{t: t, env: env, store: store, rule: rule, start: ruleStart}
+	r := &ruleEnv{t: t, env: env, store: store, rule: rule}
 	env.OnWorkflow(workflows.EventWorkflow, mock.Anything, mock.Anything).Return(r.recordFanOut)
 	return r
 }
@@ -374,13 +380,7 @@ func TestAlertRule_ContinueAsNewKeepsStateAndSignals(t *testing.T) {
 // newRuleEnvFor is a fresh test environment on r's store and rule, its
 // clock where r's stopped.
 func newRuleEnvFor(t *testing.T, r *ruleEnv) *ruleEnv {
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	env.SetStartTime(r.env.Now())
-	env.RegisterActivity(&activities.Activities{Store: r.store})
-	r2 := &ruleEnv{t: t, env: env, store: r.store, rule: r.rule, start: r.env.Now()}
-	env.OnWorkflow(workflows.EventWorkflow, mock.Anything, mock.Anything).Return(r2.recordFanOut)
-	return r2
+	return newRuleEnvAt(t, r.store, r.rule, r.env.Now())
 }
 
 func TestNoSignals_NewStrategyIsWatchedFromTheChange(t *testing.T) {
