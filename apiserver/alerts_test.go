@@ -115,6 +115,7 @@ func TestAlertRules_Lifecycle(t *testing.T) {
 
 func TestServices_BadInputNamesTheField(t *testing.T) {
 	a := newAPI(t)
+	inspector := `{"name":"inspector","health_url":"http://127.0.0.1:9/health"`
 	cases := []struct{ body, field string }{
 		{`{"health_url":"http://127.0.0.1:9/health"}`, "name"},
 		{`{"name":"Inspector","health_url":"http://127.0.0.1:9/health"}`, "name"},
@@ -123,9 +124,9 @@ func TestServices_BadInputNamesTheField(t *testing.T) {
 		{`{"name":"inspector","health_url":"/health"}`, "health_url"},
 		{`{"name":"inspector","health_url":"http://u:p@127.0.0.1/health"}`, "health_url"},
 		{`{"name":"inspector","health_url":"http://127.0.0.1:99999/health"}`, "health_url"},
-		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":0}`, "check_interval_seconds"},
-		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":1.5}`, "check_interval_seconds"},
-		{`{"name":"inspector","health_url":"http://127.0.0.1:9/health","check_interval_seconds":100000}`, "check_interval_seconds"},
+		{inspector + `,"check_interval_seconds":0}`, "check_interval_seconds"},
+		{inspector + `,"check_interval_seconds":1.5}`, "check_interval_seconds"},
+		{inspector + `,"check_interval_seconds":100000}`, "check_interval_seconds"},
 	}
 	for _, c := range cases {
 		r := a.do("POST", "/v1/services", c.body)
@@ -133,10 +134,12 @@ func TestServices_BadInputNamesTheField(t *testing.T) {
 		require.Equal(t, c.field, r.errorField(), "%s: %s", c.body, r.raw)
 	}
 
-	ok := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/health?api_key=s3cr3t"}`)
+	ok := a.do("POST", "/v1/services",
+		`{"name":"inspector","health_url":"http://127.0.0.1:9/health?api_key=s3cr3t"}`)
 	require.Equal(t, http.StatusCreated, ok.status, ok.raw)
 	require.Equal(t, 10.0, ok.body["check_interval_seconds"])
-	require.Equal(t, "http://127.0.0.1:9/health?api_key=***", ok.body["health_url"], "a token in the query is masked")
+	require.Equal(t, "http://127.0.0.1:9/health?api_key=***", ok.body["health_url"],
+		"a token in the query is masked")
 	dup := a.do("POST", "/v1/services", `{"name":"inspector","health_url":"http://127.0.0.1:9/other"}`)
 	require.Equal(t, http.StatusConflict, dup.status, dup.raw)
 	// Nothing listens there: the monitor finds it down.
@@ -242,7 +245,8 @@ func TestAlertRules_DeleteWithoutItsWorkflowResolvesFirst(t *testing.T) {
 func TestServices_RegisteredAgainIsMonitored(t *testing.T) {
 	a := newAPI(t)
 	for i := 0; i < 2; i++ {
-		r := a.do("POST", "/v1/services", `{"name":"advisor","health_url":"http://127.0.0.1:9/h","check_interval_seconds":1}`)
+		r := a.do("POST", "/v1/services",
+			`{"name":"advisor","health_url":"http://127.0.0.1:9/h","check_interval_seconds":1}`)
 		require.Equal(t, http.StatusCreated, r.status, r.raw)
 		require.Eventually(t, func() bool {
 			return a.do("GET", "/v1/services/advisor", "").body["status"] == "down"
